@@ -1,0 +1,57 @@
+"""postlens: Postfix mail logs into answers.
+
+The library API mirrors the command line: ``postlens.report(paths, ...)`` is what
+``postlens report`` runs.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from postlens.analyses.report import ReportOptions
+from postlens.dates import period
+from postlens.errors import InputError, PostlensError, UsageError
+from postlens.lines import zone
+from postlens.pipeline import Analysis, Settings, analyse
+
+__version__ = "0.1.0"
+__all__ = [
+    "Analysis", "InputError", "PostlensError", "ReportOptions", "Settings", "UsageError",
+    "__version__", "report", "sample_log",
+]  # fmt: skip
+
+
+def sample_log() -> str:
+    """Path of the bundled sample log (a real Postfix's log from the test lab)."""
+    return str(resources.files("postlens") / "data" / "sample.log")
+
+
+def report(
+    paths: list[str],
+    *,
+    date: str | None = None,
+    year: int | None = None,
+    tz: str | None = None,
+    syslog_name: str | None = None,
+    verp_mung: int = 0,
+    ignore_case: bool = False,
+    rej_add_from: bool = False,
+) -> tuple[dict[str, Any], list[InputError]]:
+    """Read the logs and return the report result and the inputs that could not be read."""
+    try:
+        zone(tz)
+    except Exception as e:  # zoneinfo raises several kinds for a bad name
+        raise UsageError(f"--tz: unknown time zone {tz!r}") from e
+    start = end = None
+    if date:
+        start, end = period(date, zone(tz))
+    settings = Settings(
+        year=year,
+        tz=tz,
+        syslog_name=syslog_name,
+        start=start,
+        end=end,
+        report=ReportOptions(verp_mung=verp_mung, ignore_case=ignore_case, rej_add_from=rej_add_from),
+    )
+    return analyse(paths, settings)

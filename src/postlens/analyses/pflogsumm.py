@@ -1,0 +1,178 @@
+"""pflogsumm's grand totals, counted by pflogsumm 1.1.5's own rules.
+
+Administrators compare postlens with the numbers they know. This aggregator
+reproduces what pflogsumm would print for the same lines, including what it gets
+wrong by design: it sees only classic and RFC 3339 (Z or +hh:mm) headers and only
+program tags of the form ``postfix[/smtps|/submission]/CMD`` (or --syslog-name);
+it counts every ``client=`` line as received (so a content-filter re-injection is
+received twice), counts the hop into a filter and every notice as delivered, and
+does not count expiry at all.
+
+One known difference: pflogsumm never forgets a queue ID's size, so when a queue ID
+is reused it skips the second message's size; postlens keeps sizes per message.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from postlens.analyses import normalize as norm
+from postlens.analyses.tally import Tally
+from postlens.events import Arrival, Event, Pickup, Reject
+from postlens.lines import PFLOGSUMM_FORMATS
+from postlens.messages import Message
+
+GRAND_TOTALS = (
+    "received", "delivered", "forwarded", "deferred", "deferrals", "bounced", "rejected",
+    "reject_warnings", "held", "discarded", "bytes_received", "bytes_delivered", "senders",
+    "sending_hosts_domains", "recipients", "recipient_hosts_domains",
+)  # fmt: skip
+
+_SMTPD_ACTIONS = {
+    "reject": "rejected",
+    "reject_warning": "reject_warnings",
+    "hold": "held",
+    "discard": "discarded",
+}
+_CLEANUP_ACTIONS = {
+    "reject": "rejected",
+    "milter-reject": "rejected",
+    "warning": "reject_warnings",
+    "hold": "held",
+    "discard": "discarded",
+}
+_CLEANUP_STAGES = ("header", "body", "END-OF-MESSAGE")
+
+
+class CommandNames:
+    """pflogsumm's view of a program tag: its ``cmd``, or None when it skips the line."""
+
+    __slots__ = ("_cache", "_re")
+
+    def __init__(self, syslog_name: str | None) -> None:
+        name = syslog_name or "postfix"
+        self._re = re.compile(r"^(?:postfix|" + name + r")(?:/(?:smtps|submission))?/([^\[:]*)")
+        self._cache: dict[str, str | None] = {}
+
+    def cmd(self, program: str) -> str | None:
+        try:
+            return self._cache[program]
+        except KeyError:
+            pass
+        m = self._re.match(program)
+        if m is not None:
+            cmd: str | None = m.group(1)
+        elif program in ("postfix", "postfix-script"):
+            cmd = program
+        else:
+            cmd = None
+        if len(self._cache) < 10000:
+            self._cache[program] = cmd
+        return cmd
+
+
+class PflogsummTotals:
+    def __init__(self, syslog_name: str | None = None, verp_mung: int = 0,
+                 ignore_case: bool = False) -> None:  # fmt: skip
+        self.names = CommandNames(syslog_name)
+        self.verp = verp_mung
+        self.ignore_case = ignore_case
+        self.t = Tally()
+
+    def _cmd(self, ev: Event) -> str | None:
+        if ev.line.fmt not in PFLOGSUMM_FORMATS:
+            return None
+        return self.names.cmd(ev.line.program)
+
+    def _addr(self, addr: str) -> str:
+        if self.ignore_case:
+            addr = addr.lower()
+        else:
+            at = addr.find("@")
+            if at >= 0:
+                addr = addr[:at] + addr[at:].lower()
+        return norm.verp_mung(addr, self.verp)
+
+    def feed(self, ev: Event) -> None:
+        if isinstance(ev, Reject):
+            cmd = self._cmd(ev)
+            if cmd == "cleanup":
+                total = _CLEANUP_ACTIONS.get(ev.action) if ev.stage in _CLEANUP_STAGES else None
+            elif cmd in ("smtpd", "postscreen") and ev.line.pid:
+                total = _SMTPD_ACTIONS.get(ev.action)
+            else:
+                total = None
+            if total is not None:
+                self.t.counter("totals")[total] += 1
+        elif isinstance(ev, Arrival):
+            if self._cmd(ev) in ("smtpd", "postscreen") and ev.line.pid:
+                self.t.counter("totals")["received"] += 1
+        elif isinstance(ev, Pickup) and self._cmd(ev) == "pickup":
+            self.t.counter("totals")["received"] += 1
+
+    def _received_from(self, msg: Message) -> str | None:
+        """What pflogsumm keeps in %rcvdMsg for this message, or None when it saw no arrival."""
+        a = msg.arrival
+        if a is not None and self._cmd(a) in ("smtpd", "postscreen") and a.line.pid:
+            return norm.gimme_domain(f"{a.client_host}[{a.client_ip}]")
+        if msg.pickup is not None and self._cmd(msg.pickup) == "pickup":
+            return "pickup"
+        return None
+
+    def add_message(self, msg: Message) -> None:
+        t = self.t
+        totals = t.counter("totals")
+        size = 0
+        q = msg.queued
+        if q is not None and self._cmd(q) not in (None, "smtpd", "postscreen", "master"):
+            size = q.size
+            whence = self._received_from(msg)
+            if whence is not None:
+                addr = self._addr(q.sender) if q.sender else "from=<>"
+                at = addr.find("@")
+                dom = addr[at + 1 :] if at >= 0 and q.sender else (addr if whence == "pickup" else whence)
+                t.set("senders").add(addr)
+                t.set("sending_domains").add(dom)
+                totals["bytes_received"] += size
+        deferred = False
+        for d in msg.deliveries:
+            cmd = self._cmd(d)
+            if cmd is None or cmd in ("smtpd", "postscreen", "master"):
+                continue
+            status = d.status
+            if status == "sent":
+                if "forwarded as " in d.reply:
+                    totals["forwarded"] += 1
+                    continue
+                addr = self._addr(d.to)
+                totals["delivered"] += 1
+                totals["bytes_delivered"] += size
+                t.set("recipients").add(addr)
+                at = addr.find("@")
+                t.set("recipient_domains").add(addr[at + 1 :] if at >= 0 else addr)
+            elif status == "deferred":
+                totals["deferrals"] += 1
+                deferred = True
+            elif status == "bounced":
+                totals["bounced"] += 1
+        if deferred:
+            totals["deferred"] += 1
+
+    def add_session(self, sess: Any) -> None:
+        pass
+
+    def merge(self, other: PflogsummTotals) -> None:
+        self.t.merge(other.t)
+
+    def result(self) -> dict[str, int]:
+        c = self.t.counter("totals")
+        out = {f: c.get(f, 0) for f in GRAND_TOTALS}
+        out["senders"] = len(self.t.sets.get("senders", ()))
+        out["sending_hosts_domains"] = len(self.t.sets.get("sending_domains", ()))
+        out["recipients"] = len(self.t.sets.get("recipients", ()))
+        out["recipient_hosts_domains"] = len(self.t.sets.get("recipient_domains", ()))
+        total = out["delivered"] + out["rejected"] + out["discarded"]
+        out["rejected_percent"] = int(out["rejected"] / total * 100) if total else 0
+        out["discarded_percent"] = int(out["discarded"] / total * 100) if total else 0
+        return out

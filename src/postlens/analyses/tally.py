@@ -1,0 +1,72 @@
+"""Mergeable tallies: the building blocks every aggregator keeps its state in.
+
+A :class:`Tally` holds named counters, maxima, sets and first-seen samples; merging
+two tallies adds counters, keeps maxima, unites sets and keeps the earliest samples,
+so the result does not depend on how the input was split.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Hashable
+from typing import Any
+
+SAMPLE_LIMIT = 10
+
+
+class Tally:
+    __slots__ = ("counts", "maxima", "samples", "sets")
+
+    def __init__(self) -> None:
+        self.counts: dict[str, Counter[Any]] = {}
+        self.maxima: dict[str, dict[Hashable, Any]] = {}
+        self.sets: dict[str, set[Any]] = {}
+        self.samples: dict[str, list[tuple[Any, str]]] = {}
+
+    def counter(self, name: str) -> Counter[Any]:
+        c = self.counts.get(name)
+        if c is None:
+            c = self.counts[name] = Counter()
+        return c
+
+    def maximum(self, name: str) -> dict[Hashable, Any]:
+        m = self.maxima.get(name)
+        if m is None:
+            m = self.maxima[name] = {}
+        return m
+
+    def set(self, name: str) -> set[Any]:
+        s = self.sets.get(name)
+        if s is None:
+            s = self.sets[name] = set()
+        return s
+
+    def sample(self, name: str, order: Any, text: str) -> None:
+        """Keep ``text`` if it is among the first SAMPLE_LIMIT by ``order``."""
+        lst = self.samples.setdefault(name, [])
+        if len(lst) < SAMPLE_LIMIT:
+            lst.append((order, text))
+        elif order < lst[-1][0]:
+            lst.append((order, text))
+            lst.sort()
+            del lst[SAMPLE_LIMIT:]
+
+    def merge(self, other: Tally) -> None:
+        for name, c in other.counts.items():
+            self.counter(name).update(c)
+        for name, m in other.maxima.items():
+            mine = self.maximum(name)
+            for k, v in m.items():
+                if k not in mine or v > mine[k]:
+                    mine[k] = v
+        for name, s in other.sets.items():
+            self.set(name).update(s)
+        for name, lst in other.samples.items():
+            merged = sorted(self.samples.get(name, []) + lst)
+            self.samples[name] = merged[:SAMPLE_LIMIT]
+
+
+def bump_max(d: dict[Hashable, Any], key: Hashable, value: Any) -> None:
+    old = d.get(key)
+    if old is None or value > old:
+        d[key] = value

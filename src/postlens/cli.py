@@ -1,0 +1,115 @@
+"""The postlens command: parses options, calls the library, renders. Nothing else."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Any
+
+import click
+
+import postlens
+from postlens.errors import EXIT_INPUT, PostlensError
+from postlens.output import write_output
+from postlens.render import FORMATS, RenderOptions, render
+
+DEFAULT_LOGS = ("/var/log/mail.log", "/var/log/maillog")
+CONTEXT = {"help_option_names": ["--help"], "max_content_width": 100}
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"postlens: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(postlens.__version__, prog_name="postlens")
+def main() -> None:
+    """Postfix mail logs into answers."""
+
+
+def _default_paths() -> list[str]:
+    for base in DEFAULT_LOGS:
+        if os.path.exists(base):
+            return [base + "*"]
+    return []
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1)
+@click.option(
+    "-d",
+    "--date",
+    "date",
+    metavar="DAY[..DAY]",
+    help="Only this period: today, yesterday, 2026-11-27 or 2026-11-01..2026-11-27.",
+)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("-o", "--output", metavar="FILE", help="Write here (whole or not at all) instead of stdout.")
+@click.option("--year", type=int, help="Year of the first line for stamps without one (default: file time).")
+@click.option("--tz", metavar="ZONE", help="Zone of stamps without one, and of the report (default: local).")
+@click.option("--syslog-name", metavar="REGEX", help="A custom syslog_name, as a regular expression.")
+@click.option("-h", "top_hosts", type=int, default=-1, metavar="N", help="Rows in host/domain summaries.")
+@click.option("-u", "top_users", type=int, default=-1, metavar="N", help="Rows in sender/recipient lists.")
+@click.option(
+    "--detail", type=int, default=-1, metavar="N", help="Rows in problem sections (and -h/-u if unset)."
+)
+@click.option("--problems-first", is_flag=True, help="Problem sections right after the grand totals.")
+@click.option("--rej-add-from", is_flag=True, help="Show the sender beside rejected recipients.")
+@click.option(
+    "--verp-mung",
+    type=int,
+    is_flag=False,
+    flag_value=1,
+    default=0,
+    metavar="[N]",
+    help="Fold VERP addresses (2: harder).",
+)
+@click.option("--zero-fill", is_flag=True, help="Show every day and hour, also without traffic.")
+@click.option("-i", "--ignore-case", is_flag=True, help="pflogsumm view: compare addresses without case.")
+@click.option("--smtpd-stats", is_flag=True, help="Add SMTP connection statistics.")
+@click.option("--no-no-msg-size", "no_no_size", is_flag=True, help="Leave out 'Messages with no size data'.")
+@click.option("--sample", is_flag=True, help="Report on the bundled sample log.")
+def report(paths: tuple[str, ...], fmt: str, output: str | None, sample: bool, **opts: Any) -> None:
+    """A summary of the mail log: pflogsumm's report, counted right, and more.
+
+    PATHS are files, globs, directories (their mail.log*/maillog* files) or - for
+    standard input, in any order: rotated sets are read oldest first, compressed
+    ones (gzip, bzip2, xz, zstd) as they are.
+    """
+    targets = list(paths)
+    if sample:
+        targets.append(postlens.sample_log())
+    if not targets:
+        if not sys.stdin.isatty():
+            targets = ["-"]
+        else:
+            targets = _default_paths()
+            if not targets:
+                _fail("no log given and none at /var/log/mail.log or /var/log/maillog; "
+                      "try: postlens report --sample", 2)  # fmt: skip
+    detail = opts.pop("detail")
+    top_hosts, top_users = opts.pop("top_hosts"), opts.pop("top_users")
+    render_opts = RenderOptions(
+        top_hosts=top_hosts if top_hosts >= 0 else detail,
+        top_users=top_users if top_users >= 0 else detail,
+        detail=detail,
+        problems_first=opts.pop("problems_first"),
+        smtpd_stats=opts.pop("smtpd_stats"),
+        zero_fill=opts.pop("zero_fill"),
+        no_no_size=opts.pop("no_no_size"),
+    )
+    try:
+        result, problems = postlens.report(targets, **opts)
+    except PostlensError as e:
+        _fail(str(e), e.exit_code)
+        return
+    except re.error as e:
+        _fail(f"--syslog-name: not a regular expression: {e}", 2)
+        return
+    write_output(render(result, fmt, render_opts), output)
+    for p in problems:
+        click.echo(f"postlens: {p}", err=True)
+    if problems:
+        sys.exit(EXIT_INPUT)

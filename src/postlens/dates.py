@@ -1,0 +1,35 @@
+"""The -d option: today, yesterday, a date, or a range of dates, in the report's zone."""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime, timedelta, tzinfo
+
+from postlens.errors import UsageError
+
+
+def _day(text: str, today: date) -> date:
+    if text == "today":
+        return today
+    if text == "yesterday":
+        return today - timedelta(days=1)
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"-d: {text!r} is not today, yesterday or a date like 2026-11-27") from None
+
+
+def _midnight(d: date, tz: tzinfo | None) -> float:
+    dt = datetime(d.year, d.month, d.day)
+    return dt.timestamp() if tz is None else dt.replace(tzinfo=tz).timestamp()
+
+
+def period(spec: str, tz: tzinfo | None, now: float | None = None) -> tuple[float, float]:
+    """[start, end) in epoch seconds for ``spec``: DAY or FIRST..LAST (both days included)."""
+    today = datetime.fromtimestamp(time.time() if now is None else now, tz).date()
+    first, sep, last = spec.partition("..")
+    start = _day(first.strip(), today)
+    end = _day(last.strip(), today) if sep else start
+    if end < start:
+        raise UsageError(f"-d: the range {spec!r} ends before it starts")
+    return _midnight(start, tz), _midnight(end + timedelta(days=1), tz)

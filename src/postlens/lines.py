@@ -1,0 +1,294 @@
+"""lines: split a raw log line into time, host, program tag and payload.
+
+This is the perimeter of the pipeline: it accepts every timestamp format that mail
+logs are written in (RFC 3164 with or without a year, RFC 3339, journalctl short-iso
+and short-precise, RFC 5424, a Docker-style RFC 3339 prefix, Postfix's maillog_file)
+and turns each line into a :class:`Line`, or ``None`` when no header can be found.
+
+Year-less stamps take their year from an explicit year, else from the file's
+modification time; a December-to-January step inside one source moves the year on.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+
+MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+
+# Header formats, kept on each line because pflogsumm reads only two of them.
+FMT_CLASSIC = 1  # Nov 28 19:45:39 (also maillog_file)
+FMT_CLASSIC_FRACTION = 2  # journalctl short-precise
+FMT_ISO = 3  # RFC 3339 with Z or +hh:mm
+FMT_ISO_OTHER = 4  # ISO without zone, +hhmm offsets (journalctl short-iso), space separator
+FMT_RFC5424 = 5
+FMT_DOCKER = 6  # RFC 3339 prefix before a classic syslog line
+
+PFLOGSUMM_FORMATS = frozenset((FMT_CLASSIC, FMT_ISO))
+
+_TAG = r"(\S+) ([^\s\[]+?)(?:\[(\d+)\])?: ?(.*)"
+_CLASSIC_RE = re.compile(r"([A-Z][a-z]{2})  ?(\d{1,2}) (\d\d:\d\d:\d\d)(\.\d+)? " + _TAG, re.S)
+_ISO_STAMP = r"(\d{4}-\d\d-\d\d)([T ])(\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:?\d\d)?"
+_ISO_RE = re.compile(_ISO_STAMP + " " + _TAG, re.S)
+_DOCKER_RE = re.compile(_ISO_STAMP + r" [A-Z][a-z]{2}  ?\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)? " + _TAG, re.S)
+_RFC5424_RE = re.compile(
+    r"<\d{1,3}>1 "
+    + _ISO_STAMP
+    + r" (\S+) (\S+) (\S+) \S+ (?:-|(?:\[(?:[^\]\\\"]|\\.|\"(?:[^\"\\]|\\.)*\")*\])+) ?(.*)",
+    re.S,
+)
+
+
+@dataclass(slots=True)
+class Line:
+    """One log line with its header taken apart."""
+
+    ts: float  # seconds since the epoch, UTC
+    host: str
+    program: str  # the syslog tag without pid, e.g. "postfix/submission/smtpd"
+    pid: str
+    payload: str
+    fmt: int
+
+
+def zone(name: str | None) -> tzinfo | None:
+    """The zone for zone-less stamps: a name like Europe/Berlin, UTC, or None for local time."""
+    if not name:
+        return None
+    if name.upper() in ("UTC", "Z", "GMT"):
+        return UTC
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)
+
+
+class YearGuess:
+    """The year of year-less stamps in one source.
+
+    Starts from an explicit year (the year of the first line) or from the source's
+    modification time (the year of the last line), and steps forward when the month
+    falls from late in the year to early in the next.
+    """
+
+    __slots__ = ("last_month", "mtime", "tz", "year")
+
+    def __init__(self, year: int | None, mtime: float | None, tz: tzinfo | None) -> None:
+        self.year = year
+        self.mtime = mtime
+        self.last_month = 0
+        self.tz = tz
+
+    def for_month(self, month: int) -> int:
+        if self.year is None:
+            ref = datetime.fromtimestamp(self.mtime if self.mtime else time.time(), self.tz)
+            self.year = ref.year - 1 if month > ref.month else ref.year
+        elif self.last_month - month >= 6:
+            self.year += 1
+        self.last_month = month
+        return self.year
+
+
+class LineParser:
+    """Parses lines of one source. Keeps per-source state: the year and caches."""
+
+    __slots__ = ("_hour_cache", "_iso_cache", "tz", "years")
+
+    def __init__(self, years: YearGuess, tz: tzinfo | None) -> None:
+        self.tz = tz
+        self.years = years
+        self._hour_cache: dict[tuple[int, str, str, str], float] = {}
+        self._iso_cache: dict[tuple[str, str, str | None], float] = {}
+
+    def parse(self, text: str) -> Line | None:
+        if not text:
+            return None
+        first = text[0]
+        if first == "<":
+            m = _RFC5424_RE.match(text)
+            if m is not None:
+                date, _sep, hms, frac, off, host, program, pid, payload = m.groups()
+                ts = self._iso(date, hms, frac, off)
+                if ts is None:
+                    return None
+                if payload.startswith("\ufeff"):
+                    payload = payload[1:]
+                return Line(ts, host, program, "" if pid == "-" else pid, payload, FMT_RFC5424)
+            end = text.find(">", 1, 5)
+            if end < 0:
+                return None
+            text = text[end + 1 :]
+            if not text:
+                return None
+            first = text[0]
+        if first.isdigit():
+            m = _ISO_RE.match(text)
+            if m is None:
+                return self._docker(text)
+            date, sep, hms, frac, off, host, program, pid, payload = m.groups()
+            if _looks_like_month(host) and _DOCKER_RE.match(text):
+                return self._docker(text)
+            fmt = FMT_ISO if sep == "T" and off and (off == "Z" or off[3] == ":") else FMT_ISO_OTHER
+            ts = self._iso(date, hms, frac, off)
+            if ts is None:
+                return None
+            return Line(ts, host, program, pid or "", payload, fmt)
+        m = _CLASSIC_RE.match(text)
+        if m is None:
+            return None
+        mon, day, hms, frac, host, program, pid, payload = m.groups()
+        month = MONTHS.get(mon)
+        if month is None:
+            return None
+        ts = self._classic(month, day, hms)
+        if ts is None:
+            return None
+        if frac:
+            ts += float(frac)
+            fmt = FMT_CLASSIC_FRACTION
+        else:
+            fmt = FMT_CLASSIC
+        return Line(ts, host, program, pid or "", payload, fmt)
+
+    def _docker(self, text: str) -> Line | None:
+        m = _DOCKER_RE.match(text)
+        if m is None:
+            return None
+        date, _sep, hms, frac, off, host, program, pid, payload = m.groups()
+        ts = self._iso(date, hms, frac, off)
+        if ts is None:
+            return None
+        return Line(ts, host, program, pid or "", payload, FMT_DOCKER)
+
+    def _classic(self, month: int, day: str, hms: str) -> float | None:
+        year = self.years.for_month(month)
+        key = (year, str(month), day, hms[:2])
+        base = self._hour_cache.get(key)
+        if base is None:
+            try:
+                dt = datetime(year, month, int(day), int(hms[:2]))
+            except ValueError:
+                return None
+            base = _epoch(dt, self.tz)
+            if len(self._hour_cache) > 4096:
+                self._hour_cache.clear()
+            self._hour_cache[key] = base
+        mi, se = int(hms[3:5]), int(hms[6:8])
+        if mi > 59 or se > 60:
+            return None
+        return base + mi * 60 + se
+
+    def _iso(self, date: str, hms: str, frac: str | None, off: str | None) -> float | None:
+        key = (date, hms, off)
+        ts = self._iso_cache.get(key)
+        if ts is None:
+            try:
+                dt = datetime(
+                    int(date[:4]), int(date[5:7]), int(date[8:10]),
+                    int(hms[:2]), int(hms[3:5]), int(hms[6:8]),
+                )  # fmt: skip
+            except ValueError:
+                return None
+            if off is None:
+                ts = _epoch(dt, self.tz)
+            elif off == "Z":
+                ts = dt.replace(tzinfo=UTC).timestamp()
+            else:
+                sign = -1 if off[0] == "-" else 1
+                hh, mm = int(off[1:3]), int(off[-2:])
+                ts = dt.replace(tzinfo=timezone(sign * timedelta(hours=hh, minutes=mm))).timestamp()
+            if len(self._iso_cache) > 4096:
+                self._iso_cache.clear()
+            self._iso_cache[key] = ts
+        if frac:
+            ts += float(frac[:10])
+        return ts
+
+
+def _epoch(dt: datetime, tz: tzinfo | None) -> float:
+    if tz is None:
+        return dt.timestamp()
+    return dt.replace(tzinfo=tz).timestamp()
+
+
+def _looks_like_month(word: str) -> bool:
+    return len(word) == 3 and word in MONTHS
+
+
+# Program tags. Postfix tags are "postfix[-INSTANCE][/SERVICE...]/DAEMON"; a custom
+# syslog_name replaces the "postfix" part.
+KIND_POSTFIX = 1
+KIND_DOVECOT = 2
+KIND_OTHER_MAIL = 3  # amavis, opendkim, policyd-spf, postgrey ... recognised by name
+KIND_FOREIGN = 4  # not a mail program
+
+OTHER_MAIL_PROGRAMS = frozenset(
+    (
+        "amavis", "amavisd", "amavisd-new", "opendkim", "opendmarc", "policyd-spf",
+        "policy-spf", "postgrey", "postfwd", "postfwd2", "spamd", "spamc", "clamd",
+        "clamsmtpd", "rspamd", "saslauthd", "sqlgrey", "milter-greylist", "procmail",
+        "postmulti", "spamass-milter", "clamav-milter", "maiad", "dspam",
+    )
+)  # fmt: skip
+DOVECOT_PROGRAMS = frozenset(
+    ("dovecot", "imap-login", "pop3-login", "imap", "pop3", "lmtp", "auth", "managesieve-login")
+)
+
+
+@dataclass(slots=True, frozen=True)
+class Tag:
+    """What a program tag says: which mail system, which instance and service, which daemon."""
+
+    kind: int
+    instance: str  # "postfix", "postfix-out", a custom syslog_name, or the program
+    service: str  # master.cf service name when given ("submission", "10025"), else ""
+    daemon: str  # "smtpd", "qmgr" ... or the program's own name
+
+
+class TagReader:
+    """Turns program tags into :class:`Tag` values, remembering each distinct tag."""
+
+    __slots__ = ("_cache", "_custom")
+
+    def __init__(self, syslog_name: str | None = None) -> None:
+        self._custom = re.compile(syslog_name) if syslog_name else None
+        self._cache: dict[str, Tag] = {}
+
+    def read(self, program: str) -> Tag:
+        tag = self._cache.get(program)
+        if tag is None:
+            tag = self._classify(program)
+            if len(self._cache) < 10000:
+                self._cache[program] = tag
+        return tag
+
+    def _classify(self, program: str) -> Tag:
+        parts = program.split("/")
+        head = parts[0]
+        is_postfix = head == "postfix" or head.startswith("postfix-")
+        if not is_postfix and self._custom is not None:
+            for n in range(len(parts) - 1, 0, -1):
+                if self._custom.fullmatch("/".join(parts[:n])):
+                    parts = ["/".join(parts[:n]), *parts[n:]]
+                    head = parts[0]
+                    is_postfix = True
+                    break
+        if is_postfix:
+            if len(parts) == 1:
+                # "postfix[123]: ..." from postfix(1) itself, "postfix-script", "postfix-out"
+                if head in ("postfix", "postfix-script"):
+                    return Tag(KIND_POSTFIX, "postfix", "", head)
+                return Tag(KIND_POSTFIX, head, "", "postfix")
+            return Tag(KIND_POSTFIX, head, "/".join(parts[1:-1]), parts[-1])
+        base = program.rsplit("/", 1)[-1].lower()
+        if head.lower() in DOVECOT_PROGRAMS or base in DOVECOT_PROGRAMS:
+            return Tag(KIND_DOVECOT, "dovecot", "", base)
+        if base in OTHER_MAIL_PROGRAMS or head.lower() in OTHER_MAIL_PROGRAMS:
+            return Tag(KIND_OTHER_MAIL, base, "", base)
+        return Tag(KIND_FOREIGN, program, "", base)

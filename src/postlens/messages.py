@@ -1,0 +1,400 @@
+"""messages: assemble events into messages and SMTP sessions.
+
+A :class:`Correlator` follows every message by (host, instance, queue ID) from its
+arrival to its removal, and every smtpd session by (host, program, pid). Finished
+messages and sessions go to a sink; only those in flight are kept.
+
+Links between messages:
+
+- a delivery into a content filter on a loopback address whose reply says ``queued as
+  Y`` is a *hop*: Y is the same mail re-injected, so Y is marked ``reinjected`` and is
+  not received a second time. Y is often removed before the filter's reply reaches the
+  log, so a removed message from a loopback client is held for ``LINK_WINDOW`` seconds
+  of log time before it is handed on.
+- a transaction that smtpd gave up (session ended before the message was queued) is
+  finished as ``aborted``.
+
+Exact merging. A correlator made with ``first=False`` reads a chunk that does not start
+the log: events for keys it has not seen start are kept in ``head`` instead of being
+guessed at. :meth:`Correlator.absorb` replays a later chunk's head into this one and
+takes over its state, giving exactly what one pass over both chunks gives.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from postlens.events import (
+    Arrival,
+    Connect,
+    Delivery,
+    Disconnect,
+    Event,
+    Expired,
+    MessageId,
+    Notice,
+    Pickup,
+    QueueAction,
+    Queued,
+    Reject,
+    Removed,
+    SessionProblem,
+)
+
+LINK_WINDOW = 900.0  # seconds a removed loopback-client message waits for its hop link
+
+_QUEUED_AS_RE = re.compile(r"queued as ([0-9A-Za-z]+)")
+
+# How a message's story ended.
+ENDED_OPEN = ""
+ENDED_REMOVED = "removed"
+ENDED_REJECTED = "rejected"
+ENDED_ABORTED = "aborted"
+ENDED_DELETED = "deleted"
+
+
+def is_loopback(ip: str) -> bool:
+    return ip.startswith("127.") or ip == "::1" or ip.startswith("::ffff:127.")
+
+
+def relay_ip(relay: str) -> str:
+    """The address inside ``host[ip]:port`` (or the host itself when no brackets)."""
+    start = relay.find("[")
+    if start < 0:
+        return relay.split(":", 1)[0]
+    return relay[start + 1 : relay.find("]", start)]
+
+
+def hop_target(d: Delivery) -> str:
+    """The queue ID of the re-injected copy when ``d`` is a hop into a local content filter."""
+    if d.status != "sent" or "queued as" not in d.reply:
+        return ""
+    ip = relay_ip(d.relay)
+    if not (is_loopback(ip) or ip == "localhost"):
+        return ""
+    m = _QUEUED_AS_RE.search(d.reply)
+    return m.group(1) if m else ""
+
+
+@dataclass(slots=True)
+class Message:
+    host: str
+    instance: str
+    qid: str
+    first_ts: float
+    last_ts: float = 0.0
+    origin: str = ""  # "smtpd", "pickup", or "" (made by Postfix itself, or start not in log)
+    arrival: Arrival | None = None
+    pickup: Pickup | None = None
+    message_id: str | None = None
+    queued: Queued | None = None
+    deliveries: list[Delivery] = field(default_factory=list)
+    hops: list[str] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+    actions: list[Reject] = field(default_factory=list)
+    expired: Expired | None = None
+    headless: bool = False  # its first lines are not in the log
+    ended: str = ENDED_OPEN
+    reinjected: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return not self.headless and self.ended != ENDED_OPEN
+
+    @property
+    def sender(self) -> str | None:
+        if self.queued is not None:
+            return self.queued.sender
+        if self.pickup is not None:
+            return self.pickup.sender
+        return None
+
+    @property
+    def size(self) -> int | None:
+        return self.queued.size if self.queued is not None else None
+
+
+@dataclass(slots=True)
+class Session:
+    host: str
+    program: str
+    pid: str
+    connect: Connect | None
+    disconnect: Disconnect | None = None
+    messages: list[Message] = field(default_factory=list)
+    problem_after: str = ""
+    headless: bool = False
+
+
+MessageKey = tuple[str, str, str]
+SessionKey = tuple[str, str, str]
+
+# What a head item is about.
+_MESSAGE, _SESSION, _LINK, _ATTACH = 0, 1, 2, 3
+
+
+class Correlator:
+    """Assembles messages and sessions; calls ``on_message``/``on_session`` when one is done."""
+
+    def __init__(
+        self,
+        on_message: Callable[[Message], None],
+        on_session: Callable[[Session], None],
+        first: bool = True,
+    ) -> None:
+        self.on_message = on_message
+        self.on_session = on_session
+        self.first = first
+        self.open: dict[MessageKey, Message] = {}
+        self.sessions: dict[SessionKey, Session] = {}
+        self.candidates: dict[tuple[str, str], Message] = {}  # loopback arrivals by (host, qid)
+        self.held: list[tuple[float, int, Message]] = []  # removed candidates by deadline
+        self._seq = 0
+        self.runmax = float("-inf")
+        # events about keys this chunk did not see start: (running max time, what, key, payload)
+        self.head: list[tuple[float, int, tuple[str, ...], object]] = []
+        self._pending: dict[MessageKey, Message] = {}
+
+    # -- feeding ---------------------------------------------------------------
+
+    def feed(self, ev: Event) -> None:
+        ts = ev.line.ts
+        if ts > self.runmax:
+            self.runmax = ts
+            if self.held and self.held[0][0] < ts:
+                self._release(ts)
+        if isinstance(ev, (Connect, Disconnect, SessionProblem)):
+            if ev.tag.daemon == "smtpd":
+                self._session_event(ev)
+            return
+        if getattr(ev, "qid", ""):
+            self._message_event(ev)
+
+    def _message_event(self, ev: Event) -> None:
+        qid: str = ev.qid  # type: ignore[attr-defined]
+        line = ev.line
+        key = (line.host, ev.tag.instance, qid)
+        msg = self.open.get(key)
+        if isinstance(ev, (Arrival, Pickup)):
+            # an unambiguous start: a message still open under this key is over
+            if msg is not None:
+                self._finish(msg)
+            msg = self._new(key, line.ts)
+            msg.last_ts = line.ts
+            if isinstance(ev, Arrival):
+                msg.origin = "smtpd"
+                msg.arrival = ev
+                self._attach(ev, msg)
+                if is_loopback(ev.client_ip):
+                    self._add_candidate(msg)
+            else:
+                msg.origin = "pickup"
+                msg.pickup = ev
+            return
+        if msg is None:
+            if not self.first:
+                self.head.append((self.runmax, _MESSAGE, key, ev))
+                return
+            msg = self._new(key, line.ts)
+            msg.headless = not isinstance(ev, MessageId)
+        msg.last_ts = line.ts
+        if isinstance(ev, Delivery):
+            msg.deliveries.append(ev)
+            target = hop_target(ev)
+            if target:
+                msg.hops.append(target)
+                self._link((line.host, target), ev)
+        elif isinstance(ev, Queued):
+            if msg.queued is None:
+                msg.queued = ev
+        elif isinstance(ev, Removed):
+            msg.ended = ENDED_REMOVED
+            self._close(msg)
+        elif isinstance(ev, MessageId):
+            if msg.message_id is None:  # a message may carry two Message-ID headers
+                msg.message_id = ev.message_id
+        elif isinstance(ev, Notice):
+            msg.notices.append(ev)
+        elif isinstance(ev, Expired):
+            msg.expired = ev
+        elif isinstance(ev, Reject):
+            msg.actions.append(ev)
+            if ev.action in ("reject", "milter-reject") and (
+                ev.tag.daemon == "cleanup" or ev.stage in ("END-OF-MESSAGE", "DATA")
+            ):
+                msg.ended = ENDED_REJECTED
+                self._close(msg)
+        elif isinstance(ev, QueueAction) and ev.action == "removed":
+            msg.ended = ENDED_DELETED
+            self._close(msg)
+
+    def _new(self, key: MessageKey, ts: float) -> Message:
+        msg = Message(key[0], key[1], key[2], ts, ts)
+        self.open[key] = msg
+        return msg
+
+    def _add_candidate(self, msg: Message) -> None:
+        ck = (msg.host, msg.qid)
+        old = self.candidates.get(ck)
+        if old is not None and old.ended != ENDED_OPEN:
+            self.on_message(old)  # a held message gives way to a new one with its queue ID
+        self.candidates[ck] = msg
+
+    def _link(self, ck: tuple[str, str], ev: object) -> None:
+        msg = self.candidates.get(ck)
+        if msg is not None:
+            msg.reinjected = True
+        elif not self.first:
+            self.head.append((self.runmax, _LINK, ck, ev))
+
+    def _attach(self, ev: Arrival, msg: Message) -> None:
+        line = ev.line
+        skey = (line.host, line.program, line.pid)
+        sess = self.sessions.get(skey)
+        if sess is not None:
+            sess.messages.append(msg)
+        elif not self.first:
+            self.head.append((self.runmax, _ATTACH, skey, msg))
+
+    def _unlist(self, msg: Message) -> None:
+        key = (msg.host, msg.instance, msg.qid)
+        if self.open.get(key) is msg:
+            del self.open[key]
+        elif self._pending.get(key) is msg:
+            del self._pending[key]
+
+    def _close(self, msg: Message) -> None:
+        """A message's story has ended: hand it on, or hold it for a late hop link."""
+        self._unlist(msg)
+        ck = (msg.host, msg.qid)
+        if self.candidates.get(ck) is msg:
+            if not msg.reinjected:
+                self._seq += 1
+                heapq.heappush(self.held, (msg.last_ts + LINK_WINDOW, self._seq, msg))
+                return
+            del self.candidates[ck]
+        self.on_message(msg)
+
+    def _finish(self, msg: Message) -> None:
+        """Hand on a message whose end is not in the log."""
+        self._unlist(msg)
+        ck = (msg.host, msg.qid)
+        if self.candidates.get(ck) is msg:
+            del self.candidates[ck]
+        self.on_message(msg)
+
+    def _release(self, now: float) -> None:
+        held = self.held
+        while held and held[0][0] < now:
+            msg = heapq.heappop(held)[2]
+            ck = (msg.host, msg.qid)
+            if self.candidates.get(ck) is msg:
+                del self.candidates[ck]
+                self.on_message(msg)
+
+    # -- sessions --------------------------------------------------------------
+
+    def _session_event(self, ev: Event) -> None:
+        line = ev.line
+        key = (line.host, line.program, line.pid)
+        sess = self.sessions.get(key)
+        if isinstance(ev, Connect):
+            if sess is not None:
+                self._end_session(sess)
+            self.sessions[key] = Session(line.host, line.program, line.pid, ev)
+            return
+        if sess is None:
+            if not self.first:
+                self.head.append((self.runmax, _SESSION, key, ev))
+                return
+            sess = Session(line.host, line.program, line.pid, None, headless=True)
+            self.sessions[key] = sess
+        if isinstance(ev, SessionProblem):
+            sess.problem_after = ev.after
+        elif isinstance(ev, Disconnect):
+            sess.disconnect = ev
+            self._end_session(sess)
+
+    def _end_session(self, sess: Session) -> None:
+        key = (sess.host, sess.program, sess.pid)
+        if self.sessions.get(key) is sess:
+            del self.sessions[key]
+        if sess.disconnect is not None and sess.messages:
+            last = sess.messages[-1]
+            for msg in sess.messages:
+                if msg.ended != ENDED_OPEN or msg.queued is not None:
+                    continue
+                if msg.message_id is None or (msg is last and sess.problem_after in ("DATA", "BDAT")):
+                    msg.ended = ENDED_ABORTED
+                    self._close(msg)
+        self.on_session(sess)
+
+    # -- ends and merges -------------------------------------------------------
+
+    def finish(self) -> None:
+        """The log ends here: hand on everything still in flight."""
+        if self.head:
+            head, self.head, self.first = self.head, [], True
+            self._replay(head)
+        for sess in list(self.sessions.values()):
+            self.on_session(sess)
+        self.sessions.clear()
+        for msg in list(self.open.values()):
+            self.on_message(msg)
+        self.open.clear()
+        for _, _, msg in sorted(self.held, key=lambda h: h[:2]):
+            if self.candidates.get((msg.host, msg.qid)) is msg:
+                self.on_message(msg)
+        self.held.clear()
+        self.candidates.clear()
+
+    def absorb(self, later: Correlator) -> None:
+        """Continue this chunk with ``later``, the chunk that follows it in the log.
+
+        ``later``'s finished messages must already be in the caller's aggregates; its
+        head is replayed here, and what it still has in flight is taken over.
+        """
+        self._pending = dict(later.open)
+        self._replay(later.head)
+        if later.runmax > self.runmax:
+            self.runmax = later.runmax
+            self._release(later.runmax)
+        for key, sess in later.sessions.items():
+            old = self.sessions.pop(key, None)
+            if old is not None:
+                self._end_session(old)
+            self.sessions[key] = sess
+        pending, self._pending = self._pending, {}
+        for key, msg in pending.items():
+            old = self.open.get(key)
+            if old is not None:
+                self._finish(old)
+            self.open[key] = msg
+        for ck, msg in later.candidates.items():
+            if self.candidates.get(ck) is not msg:
+                self._add_candidate(msg)
+        for deadline, _, msg in later.held:
+            self._seq += 1
+            heapq.heappush(self.held, (deadline, self._seq, msg))
+
+    def _replay(self, head: list[tuple[float, int, tuple[str, ...], object]]) -> None:
+        for runmax, what, key, item in head:
+            if runmax > self.runmax:
+                self.runmax = runmax
+                if self.held and self.held[0][0] < runmax:
+                    self._release(runmax)
+            if what == _MESSAGE:
+                self._message_event(item)  # type: ignore[arg-type]
+            elif what == _SESSION:
+                self._session_event(item)  # type: ignore[arg-type]
+            elif what == _LINK:
+                self._link(key, item)  # type: ignore[arg-type]
+            else:
+                sess = self.sessions.get(key)  # type: ignore[arg-type]
+                if sess is not None:
+                    sess.messages.append(item)  # type: ignore[arg-type]
+                elif not self.first:
+                    self.head.append((runmax, what, key, item))

@@ -1,0 +1,145 @@
+"""pipeline: wires sources -> lines -> events -> messages -> analyses, once.
+
+An :class:`Analysis` is the state of reading one stretch of log. Stretches read
+apart merge exactly (:meth:`Analysis.merge`), which is what lets a log be split
+into chunks, files or cluster partitions and still give one pass's answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from postlens.analyses.pflogsumm import PflogsummTotals
+from postlens.analyses.report import Report, ReportOptions
+from postlens.errors import InputError
+from postlens.events import EventParser, Unknown
+from postlens.lines import LineParser, YearGuess, zone
+from postlens.messages import Correlator
+from postlens.sources import Source, expand, iter_lines, open_source
+
+
+@dataclass(slots=True)
+class Settings:
+    """How to read the log: the year and zone of bare stamps, the tag, the period."""
+
+    year: int | None = None
+    tz: str | None = None
+    syslog_name: str | None = None
+    start: float | None = None  # only lines at or after this time
+    end: float | None = None  # only lines before this time
+    report: ReportOptions = field(default_factory=ReportOptions)
+
+
+class Analysis:
+    """Everything learned from one stretch of log; merges exactly with the stretch after it."""
+
+    def __init__(self, settings: Settings, first: bool = True) -> None:
+        self.settings = settings
+        tz = zone(settings.tz)
+        self.tz = tz
+        self.report = Report(settings.report, tz)
+        self.pflogsumm = PflogsummTotals(
+            settings.syslog_name, settings.report.verp_mung, settings.report.ignore_case
+        )
+        self.events = EventParser(settings.syslog_name)
+        self.correlator = Correlator(self._message, self.report.add_session, first)
+
+    def _message(self, msg: Any) -> None:
+        self.report.add_message(msg)
+        self.pflogsumm.add_message(msg)
+
+    def line_parser(self, source: Source) -> LineParser:
+        return LineParser(YearGuess(self.settings.year, source.mtime, self.tz), self.tz)
+
+    def read(self, lines: Iterable[str], parser: LineParser, order: tuple[int, ...] = (0,)) -> None:
+        """Feed text lines through the pipeline. ``order`` places them among other stretches."""
+        parse = parser.parse
+        parse_event = self.events.parse
+        feed_correlator = self.correlator.feed
+        feed_report = self.report.feed
+        feed_pflogsumm = self.pflogsumm.feed
+        report = self.report
+        start, end = self.settings.start, self.settings.end
+        period = start is not None or end is not None
+        lo = start if start is not None else float("-inf")
+        hi = end if end is not None else float("inf")
+        n = blank = malformed = outside = foreign = unknown = recognised = 0
+        for n, text in enumerate(lines, 1):
+            line = parse(text)
+            if line is None:
+                if not text.strip():
+                    blank += 1
+                    continue
+                malformed += 1
+                report.malformed((*order, n), text[:300])
+                continue
+            if period and not (lo <= line.ts < hi):
+                outside += 1
+                continue
+            ev = parse_event(line)
+            if ev is None:
+                foreign += 1
+                continue
+            if type(ev) is Unknown:
+                unknown += 1
+                report.unrecognised((*order, n), text[:300])
+            else:
+                recognised += 1
+            feed_correlator(ev)
+            feed_report(ev)
+            feed_pflogsumm(ev)
+        report.coverage(
+            lines=n - blank,
+            malformed=malformed,
+            outside=outside,
+            foreign=foreign,
+            unrecognised=unknown,
+            recognised=recognised,
+        )
+
+    def read_source(self, source: Source) -> None:
+        """Read one whole source; an unreadable one raises InputError after what it gave."""
+        stream = open_source(source)
+        try:
+            self.read(iter_lines(source, stream), self.line_parser(source), (source.index,))
+        finally:
+            stream.close()
+            self.report.coverage(
+                crlf=source.stats.get("crlf", 0), invalid_utf8=source.stats.get("invalid_utf8", 0)
+            )
+
+    def merge(self, later: Analysis) -> None:
+        """Continue this stretch with ``later``, read from the part of the log right after it."""
+        self.report.merge(later.report)
+        self.pflogsumm.merge(later.pflogsumm)
+        self.correlator.absorb(later.correlator)
+
+    def finish(self) -> dict[str, Any]:
+        """The log ends here: settle what is in flight and return the report."""
+        self.correlator.finish()
+        result = self.report.result()
+        result["pflogsumm"] = self.pflogsumm.result()
+        return result
+
+
+def analyse(paths: list[str], settings: Settings) -> tuple[dict[str, Any], list[InputError]]:
+    """Read every source in ``paths`` in order and return the report and the input problems."""
+    sources, problems = expand(paths)
+    analysis = Analysis(settings)
+    inputs = []
+    for source in sources:
+        try:
+            analysis.read_source(source)
+            inputs.append({"source": source.name, "error": None})
+        except InputError as e:
+            problems.append(e)
+            inputs.append({"source": source.name, "error": e.problem})
+    result = analysis.finish()
+    result["inputs"] = inputs + [
+        {"source": p.source, "error": p.problem}
+        for p in problems
+        if p.source not in {i["source"] for i in inputs}
+    ]
+    return result, problems

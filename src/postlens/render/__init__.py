@@ -1,0 +1,57 @@
+"""render: format a report result; renderers compute nothing.
+
+Each renderer takes the result dict of :meth:`postlens.analyses.report.Report.result`
+(plus the ``pflogsumm`` object) and :class:`RenderOptions`, and returns text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+FORMATS = ("text", "json", "markdown", "html")
+
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(value: object) -> str:
+    """Log text made safe for a terminal: control characters shown as \\xNN, never passed on."""
+    return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
+
+
+@dataclass(slots=True)
+class RenderOptions:
+    """pflogsumm's printing options: how many rows, which order, which sections."""
+
+    top_hosts: int = -1  # -h: rows in host/domain summaries (-1 = all)
+    top_users: int = -1  # -u: rows in sender/recipient lists
+    detail: int = -1  # --detail: rows in problem sections
+    problems_first: bool = False
+    smtpd_stats: bool = False
+    zero_fill: bool = False
+    no_no_size: bool = False
+    title: str = "postlens report"
+
+
+def limit(rows: list[Any], n: int) -> list[Any]:
+    return rows if n < 0 else rows[:n]
+
+
+def render(result: dict[str, Any], fmt: str, options: RenderOptions | None = None) -> str:
+    options = options or RenderOptions()
+    if fmt == "json":
+        from postlens.render.json import render_json
+
+        return render_json(result)
+    if fmt == "markdown":
+        from postlens.render.markdown import render_markdown
+
+        return render_markdown(result, options)
+    if fmt == "html":
+        from postlens.render.html import render_html
+
+        return render_html(result, options)
+    from postlens.render.text import render_text
+
+    return render_text(result, options)

@@ -1,0 +1,224 @@
+"""sources: find log files, put rotated sets in order, open them whatever their compression.
+
+``expand`` turns command-line arguments (paths, globs, directories, ``-``) into an
+ordered list of :class:`Source`, collecting problems instead of stopping at the first.
+``iter_lines`` reads a source as text lines, counting CRLF endings and bytes that are
+not UTF-8 on the way.
+"""
+
+from __future__ import annotations
+
+import bz2
+import glob
+import io
+import lzma
+import os
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from postlens.errors import InputError
+
+BLOCK = 1 << 20
+
+# Magic bytes of what we can read, and of what we recognise but cannot.
+_MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
+_FOREIGN_MAGIC = (
+    (b"PK\x03\x04", "zip"),
+    (b"7z\xbc\xaf\x27\x1c", "7z"),
+    (b"\x04\x22\x4d\x18", "lz4"),
+    (b"Rar!", "rar"),
+    (b"\x89LZO", "lzo"),
+    (b"\x5d\x00\x00", "lzma"),
+    (b"\x1f\x9d", "compress (.Z)"),
+)
+_LOG_NAME_RE = re.compile(r"^(?:mail\.log|maillog|mail\.info|mail\.warn|mail\.err|mail)(?:[.-].*)?$")
+_ROTATION_RE = re.compile(
+    r"^(?P<base>.*?)(?:\.(?P<num>\d+)|-(?P<date>\d{8}(?:\d{2})?))?(?P<comp>\.(?:gz|bz2|xz|zst|zstd))?$"
+)
+
+
+@dataclass(slots=True)
+class Source:
+    """One input: a file path, or ``-`` for standard input."""
+
+    path: str
+    index: int = 0
+    mtime: float | None = None
+    size: int | None = None
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return "<stdin>" if self.path == "-" else self.path
+
+
+def _rotation_key(path: str) -> tuple[str, int, str, int]:
+    """Sort key putting a rotated set oldest first: .9.gz ... .1, dateext ascending, live file last."""
+    name = os.path.basename(path)
+    m = _ROTATION_RE.match(name)
+    assert m is not None  # the pattern matches every string
+    base = os.path.join(os.path.dirname(path), m.group("base"))
+    if m.group("num") is not None:
+        return (base, 0, "", -int(m.group("num")))
+    if m.group("date") is not None:
+        return (base, 1, m.group("date"), 0)
+    return (base, 2, "", 0)
+
+
+def order_rotated(paths: list[str]) -> list[str]:
+    return sorted(paths, key=_rotation_key)
+
+
+def expand(args: list[str]) -> tuple[list[Source], list[InputError]]:
+    """Paths, globs and directories to an ordered list of sources, and the problems found."""
+    problems: list[InputError] = []
+    found: list[str] = []
+    stdin = False
+    for arg in args:
+        if arg == "-":
+            stdin = True
+            continue
+        if os.path.isdir(arg):
+            names = sorted(n for n in os.listdir(arg) if _LOG_NAME_RE.match(n))
+            files = [os.path.join(arg, n) for n in names if os.path.isfile(os.path.join(arg, n))]
+            if not files:
+                problems.append(InputError(arg, "directory holds no mail.log* or maillog* files"))
+            found.extend(files)
+            continue
+        if not os.path.exists(arg) and glob.has_magic(arg):
+            matches = [p for p in glob.glob(arg) if os.path.isfile(p)]
+            if not matches:
+                problems.append(InputError(arg, "no file matches this pattern"))
+            found.extend(matches)
+            continue
+        if not os.path.exists(arg):
+            problems.append(InputError(arg, "no such file"))
+            continue
+        found.append(arg)
+    seen: set[str] = set()
+    unique = []
+    for p in found:
+        real = os.path.realpath(p)
+        if real not in seen:
+            seen.add(real)
+            unique.append(p)
+    sources = []
+    for i, p in enumerate(order_rotated(unique)):
+        try:
+            st = os.stat(p)
+            sources.append(Source(p, i, st.st_mtime, st.st_size))
+        except OSError as e:
+            problems.append(InputError(p, e.strerror or str(e)))
+    if stdin:
+        sources.append(Source("-", len(sources)))
+    return sources, problems
+
+
+def _gzip_reader(raw: BinaryIO) -> BinaryIO:
+    try:
+        from isal import igzip
+
+        return igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    except ImportError:  # pragma: no cover - isal is a dependency; this is a fallback
+        import gzip
+
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+
+
+def _zstd_reader(raw: BinaryIO) -> BinaryIO:
+    try:
+        import zstandard
+    except ImportError as e:
+        raise InputError("", "zstd data needs the zstandard package") from e
+    return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
+
+
+def open_source(src: Source) -> BinaryIO:
+    """Open a source for binary reading, decompressing by its magic bytes."""
+    if src.path == "-":
+        raw: BinaryIO = sys.stdin.buffer
+    else:
+        try:
+            raw = open(src.path, "rb")  # noqa: SIM115 - closed by the caller
+        except OSError as e:
+            raise InputError(src.name, e.strerror or str(e)) from e
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+    head = buffered.peek(8)[:8]
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            src.stats["compression"] = 1
+            if kind == "gzip":
+                return _gzip_reader(buffered)
+            if kind == "bzip2":
+                return bz2.BZ2File(buffered)  # type: ignore[return-value]
+            if kind == "xz":
+                return lzma.LZMAFile(buffered)  # type: ignore[return-value]
+            return _zstd_reader(buffered)
+    for magic, kind in _FOREIGN_MAGIC:
+        if head.startswith(magic):
+            buffered.close()
+            raise InputError(src.name, f"unknown compression ({kind}); decompress it first")
+    return buffered  # type: ignore[return-value]
+
+
+def _decode(src: Source, chunk: bytes) -> list[str]:
+    try:
+        text = chunk.decode("utf-8")
+    except UnicodeDecodeError:
+        lines = []
+        for raw in chunk.split(b"\n"):
+            try:
+                lines.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                lines.append(raw.decode("utf-8", "replace"))
+                src.stats["invalid_utf8"] = src.stats.get("invalid_utf8", 0) + 1
+        text = "\n".join(lines)
+    if "\r" in text:
+        n = text.count("\r\n") + (1 if text.endswith("\r") else 0)
+        src.stats["crlf"] = src.stats.get("crlf", 0) + n
+        text = text.replace("\r\n", "\n")
+        if text.endswith("\r"):
+            text = text[:-1]
+    return text.split("\n")
+
+
+def iter_lines(src: Source, stream: BinaryIO) -> Iterator[str]:
+    """Yield the text lines of a source; endings stripped, bad bytes replaced and counted."""
+    rest = b""
+    first = True
+    done = 0
+    try:
+        while True:
+            block = stream.read(BLOCK)
+            if first:
+                first = False
+                if _looks_binary(block):
+                    raise InputError(src.name, "binary data, not a text log")
+            if not block:
+                break
+            block = rest + block
+            cut = block.rfind(b"\n")
+            if cut < 0:
+                rest = block
+                continue
+            rest = block[cut + 1 :]
+            lines = _decode(src, block[:cut])
+            done += cut + 1
+            yield from lines
+        if rest:
+            yield from _decode(src, rest)
+    except (OSError, EOFError, lzma.LZMAError, ValueError) as e:
+        raise InputError(src.name, f"unreadable after {done} bytes: {e}") from e
+
+
+def _looks_binary(block: bytes) -> bool:
+    head = block[:8192]
+    return b"\x00" in head and head.count(b"\x00") > len(head) // 100
