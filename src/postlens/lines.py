@@ -98,15 +98,37 @@ class YearGuess:
 class LineParser:
     """Parses lines of one source. Keeps per-source state: the year and caches."""
 
-    __slots__ = ("_hour_cache", "_iso_cache", "tz", "years")
+    __slots__ = ("_hour_cache", "_iso_cache", "_stamps", "tz", "years")
 
     def __init__(self, years: YearGuess, tz: tzinfo | None) -> None:
         self.tz = tz
         self.years = years
         self._hour_cache: dict[tuple[int, str, str, str], float] = {}
         self._iso_cache: dict[tuple[str, str, str | None], float] = {}
+        self._stamps: dict[str, float] = {}  # "Nov 28 19:45" -> its epoch, for the fast path
 
     def parse(self, text: str) -> Line | None:
+        # fast path: a classic stamp whose minute was seen before, and a "program[pid]:" tag
+        base = self._stamps.get(text[:12])
+        if base is not None and text[15:16] == " " and text[12:13] == ":":
+            parts = text[16:].split(" ", 2)
+            if len(parts) == 3:
+                tag = parts[1]
+                if tag[-2:] == "]:":
+                    i = tag.find("[")
+                    sec = text[13:15]
+                    if i > 0 and sec.isdigit():
+                        return Line(
+                            base + int(sec), parts[0], tag[:i], tag[i + 1 : -2], parts[2], FMT_CLASSIC
+                        )
+        line = self._parse(text)
+        if line is not None and line.fmt == FMT_CLASSIC and text[15:16] == " ":
+            if len(self._stamps) > 4096:
+                self._stamps.clear()
+            self._stamps[text[:12]] = line.ts - int(text[13:15])
+        return line
+
+    def _parse(self, text: str) -> Line | None:
         if not text:
             return None
         first = text[0]

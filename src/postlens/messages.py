@@ -134,6 +134,13 @@ SessionKey = tuple[str, str, str]
 
 # What a head item is about.
 _MESSAGE, _SESSION, _LINK, _ATTACH = 0, 1, 2, 3
+_KINDS: dict[type, int] = {
+    **dict.fromkeys((Connect, Disconnect, SessionProblem), _SESSION),
+    **dict.fromkeys(
+        (Arrival, Pickup, MessageId, Queued, Delivery, Removed, Notice, Expired, Reject, QueueAction),
+        _MESSAGE,
+    ),
+}
 
 
 class Correlator:
@@ -166,25 +173,31 @@ class Correlator:
             self.runmax = ts
             if self.held and self.held[0][0] < ts:
                 self._release(ts)
-        if isinstance(ev, (Connect, Disconnect, SessionProblem)):
-            if ev.tag.daemon == "smtpd":
-                self._session_event(ev)
-            return
-        if getattr(ev, "qid", ""):
+        kind = _KINDS.get(type(ev))
+        if kind is _MESSAGE:
             self._message_event(ev)
+        elif kind is _SESSION and ev.tag.daemon == "smtpd":
+            self._session_event(ev)
 
-    def _message_event(self, ev: Event) -> None:
+    def _message_event(self, ev: Event, replay: bool = False) -> None:
         qid: str = ev.qid  # type: ignore[attr-defined]
+        if not qid:
+            return
         line = ev.line
+        kind = type(ev)
         key = (line.host, ev.tag.instance, qid)
         msg = self.open.get(key)
-        if isinstance(ev, (Arrival, Pickup)):
+        target = hop_target(ev) if kind is Delivery else ""  # type: ignore[arg-type]
+        if target and not replay:
+            # the link concerns another message: settle it now, even if this one waits in head
+            self._link((line.host, target), ev)
+        if kind is Arrival or kind is Pickup:
             # an unambiguous start: a message still open under this key is over
             if msg is not None:
                 self._finish(msg)
             msg = self._new(key, line.ts)
             msg.last_ts = line.ts
-            if isinstance(ev, Arrival):
+            if kind is Arrival:
                 msg.origin = "smtpd"
                 msg.arrival = ev
                 self._attach(ev, msg)
@@ -199,35 +212,33 @@ class Correlator:
                 self.head.append((self.runmax, _MESSAGE, key, ev))
                 return
             msg = self._new(key, line.ts)
-            msg.headless = not isinstance(ev, MessageId)
+            msg.headless = kind is not MessageId
         msg.last_ts = line.ts
-        if isinstance(ev, Delivery):
+        if kind is Delivery:
             msg.deliveries.append(ev)
-            target = hop_target(ev)
             if target:
                 msg.hops.append(target)
-                self._link((line.host, target), ev)
-        elif isinstance(ev, Queued):
+        elif kind is Queued:
             if msg.queued is None:
                 msg.queued = ev
-        elif isinstance(ev, Removed):
+        elif kind is Removed:
             msg.ended = ENDED_REMOVED
             self._close(msg)
-        elif isinstance(ev, MessageId):
+        elif kind is MessageId:
             if msg.message_id is None:  # a message may carry two Message-ID headers
                 msg.message_id = ev.message_id
-        elif isinstance(ev, Notice):
+        elif kind is Notice:
             msg.notices.append(ev)
-        elif isinstance(ev, Expired):
+        elif kind is Expired:
             msg.expired = ev
-        elif isinstance(ev, Reject):
+        elif kind is Reject:
             msg.actions.append(ev)
             if ev.action in ("reject", "milter-reject") and (
                 ev.tag.daemon == "cleanup" or ev.stage in ("END-OF-MESSAGE", "DATA")
             ):
                 msg.ended = ENDED_REJECTED
                 self._close(msg)
-        elif isinstance(ev, QueueAction) and ev.action == "removed":
+        elif kind is QueueAction and ev.action == "removed":
             msg.ended = ENDED_DELETED
             self._close(msg)
 
@@ -362,11 +373,11 @@ class Correlator:
         if later.runmax > self.runmax:
             self.runmax = later.runmax
             self._release(later.runmax)
-        for key, sess in later.sessions.items():
-            old = self.sessions.pop(key, None)
-            if old is not None:
-                self._end_session(old)
-            self.sessions[key] = sess
+        for skey, sess in later.sessions.items():
+            old_sess = self.sessions.pop(skey, None)
+            if old_sess is not None:
+                self._end_session(old_sess)
+            self.sessions[skey] = sess
         pending, self._pending = self._pending, {}
         for key, msg in pending.items():
             old = self.open.get(key)
@@ -387,7 +398,7 @@ class Correlator:
                 if self.held and self.held[0][0] < runmax:
                     self._release(runmax)
             if what == _MESSAGE:
-                self._message_event(item)  # type: ignore[arg-type]
+                self._message_event(item, replay=True)  # type: ignore[arg-type]
             elif what == _SESSION:
                 self._session_event(item)  # type: ignore[arg-type]
             elif what == _LINK:

@@ -9,10 +9,12 @@ renderers format and ``--format json`` prints.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, ClassVar
 
 from postlens.analyses import normalize as norm
 from postlens.analyses.tally import Tally, bump_max
@@ -21,16 +23,17 @@ from postlens.events import (
     AuthFailure,
     Connect,
     ConnectFailure,
+    Delivery,
     Diagnostic,
     Event,
     Login,
     MasterMessage,
     Notice,
-    Pickup,
     Reject,
     Screen,
     Tls,
 )
+from postlens.lines import KIND_POSTFIX
 from postlens.messages import ENDED_ABORTED, ENDED_OPEN, Message, Session, hop_target
 
 TOTAL_FIELDS = (
@@ -65,7 +68,11 @@ class ReportOptions:
 
 
 class TimeBuckets:
-    """Local day and hour of an epoch time, in the report's zone, cached per quarter hour."""
+    """Local day and hour of a quarter-hour bucket, in the report's zone.
+
+    Counts are kept per quarter hour of epoch time (every zone offset is a multiple
+    of 15 minutes), and turned into local days and hours only for the result.
+    """
 
     __slots__ = ("_cache", "tz")
 
@@ -73,15 +80,12 @@ class TimeBuckets:
         self.tz = tz
         self._cache: dict[int, tuple[str, int]] = {}
 
-    def day_hour(self, ts: float) -> tuple[str, int]:
-        q = int(ts // 900)
-        v = self._cache.get(q)
+    def day_hour(self, quarter: int) -> tuple[str, int]:
+        v = self._cache.get(quarter)
         if v is None:
-            dt = datetime.fromtimestamp(q * 900, self.tz)
+            dt = datetime.fromtimestamp(quarter * 900, self.tz)
             v = (dt.strftime("%Y-%m-%d"), dt.hour)
-            if len(self._cache) > 100000:
-                self._cache.clear()
-            self._cache[q] = v
+            self._cache[quarter] = v
         return v
 
 
@@ -93,81 +97,118 @@ class Report:
     def __init__(self, options: ReportOptions | None = None, tz: tzinfo | None = None) -> None:
         self.options = options or ReportOptions()
         self.buckets = TimeBuckets(tz)
-        self.t = Tally()
+        t = self.t = Tally()
+        # the hot counters, looked up once (merging updates them in place)
+        self._totals = t.counter("totals")
+        self._traffic = t.counter("traffic")  # (quarter hour, what) -> n
+        self._messages = t.counter("messages")
+        self._rdom = t.vector("rdom")  # domain -> [delivered, bytes, delay, defers, bounced]
+        self._rdom_max = t.maximum("rdom_max")
+        self._hist = t.counter("delay_hist")  # (domain, centiseconds) -> n
+        self._split = t.counter("delay_split")
+        self._senders = t.vector("sender")  # address -> [messages, bytes]
+        self._sdom = t.vector("sdom")
+        self._recipients = t.vector("recipient")
+        self._span = t.maximum("span")
+        self._domains: dict[str, str] = {}
 
     # -- shared helpers ----------------------------------------------------------
 
     def _addr(self, addr: str) -> str:
         return norm.address(addr, self.options.verp_mung)
 
-    def _traffic(self, ts: float, what: str, n: int = 1) -> None:
-        day, hour = self.buckets.day_hour(ts)
-        self.t.counter("day")[(day, what)] += n
-        self.t.counter("hour")[(hour, what)] += n
-        self.t.counter("days").update((day,))
-
-    def _seen(self, ts: float) -> None:
-        mx = self.t.maximum("span")
-        bump_max(mx, "last", ts)
-        bump_max(mx, "neg_first", -ts)
+    def _client_domain(self, host: str, ip: str) -> str:
+        key = host + "[" + ip + "]"
+        dom = self._domains.get(key)
+        if dom is None:
+            dom = norm.gimme_domain(key)
+            if len(self._domains) > 100000:
+                self._domains.clear()
+            self._domains[key] = dom
+        return dom
 
     # -- events ------------------------------------------------------------------
 
     def feed(self, ev: Event) -> None:
+        handler = self._handlers.get(type(ev))
+        if handler is not None:
+            handler(self, ev)
+
+    def _reject(self, ev: Reject) -> None:
         t = self.t
-        ts = ev.line.ts
-        if isinstance(ev, Reject):
-            total = _ACTION_TOTAL.get(ev.action)
-            if total is None:
-                t.counter("actions")[ev.action] += 1
-                return
-            t.counter("totals")[total] += 1
-            if total == "rejected":
-                self._traffic(ts, "rejected")
-                t.counter("reject_kind")[ev.stage] += 1
-                if ev.client_ip:
-                    t.counter("reject_client")[ev.client_ip] += 1
-                t.counter("reject_code")[ev.code or ev.dsn or "-"] += 1
-            who = self._reject_who(ev)
-            t.counter("detail_" + total)[(ev.tag.daemon, ev.stage, norm.reason(ev.reason), who)] += 1
-        elif isinstance(ev, Diagnostic):
-            t.counter("diag_" + ev.level)[(ev.tag.daemon, norm.reason(ev.text))] += 1
-        elif isinstance(ev, AuthFailure):
-            c = t.counter("auth_fail")
-            c[("total", "")] += 1
-            c[("ip", ev.client_ip or "-")] += 1
-            c[("user", ev.username.lower() if ev.username else "(unknown)")] += 1
-            c[("method", ev.method or "-")] += 1
-            c[("service", ev.tag.daemon)] += 1
-            if ev.tag.kind == 1:  # Postfix logs it as a warning too
-                t.counter("diag_warning")[(ev.tag.daemon, "SASL authentication failed")] += 1
-        elif isinstance(ev, Arrival):
-            if ev.sasl_username and ev.qid:
-                self._auth_success(ev.client_ip, ev.sasl_username, ev.sasl_method, "smtpd")
-        elif isinstance(ev, Login):
-            self._auth_success(ev.client_ip, ev.username, ev.method, ev.service)
-        elif isinstance(ev, Connect):
-            if ev.tag.daemon == "smtpd":
-                t.counter("smtpd")["connects"] += 1
-        elif isinstance(ev, Tls):
-            c = t.counter("tls_" + ev.direction)
-            c[("total", "")] += 1
-            c[("protocol", ev.protocol)] += 1
-            c[("trust", ev.trust)] += 1
-            c[("cipher", ev.cipher)] += 1
-        elif isinstance(ev, Screen):
-            t.counter("screen")[ev.action] += 1
-            if ev.action == "LISTED":
-                t.counter("dnsbl")[ev.detail.split(" ", 1)[0]] += 1
-        elif isinstance(ev, Notice):
-            t.counter("totals")["notifications"] += 1
-            t.counter("notice_kind")[ev.kind] += 1
-        elif isinstance(ev, MasterMessage):
-            t.counter("master")[ev.text] += 1
-        elif isinstance(ev, ConnectFailure):
-            t.counter("smtp_failures")[(norm.reason(ev.reason).lower(), ev.peer)] += 1
-        elif isinstance(ev, Pickup):
-            pass
+        total = _ACTION_TOTAL.get(ev.action)
+        if total is None:
+            t.counter("actions")[ev.action] += 1
+            return
+        self._totals[total] += 1
+        if total == "rejected":
+            self._traffic[(int(ev.line.ts // 900), "rejected")] += 1
+            t.counter("reject_kind")[ev.stage] += 1
+            if ev.client_ip:
+                t.counter("reject_client")[ev.client_ip] += 1
+            t.counter("reject_code")[ev.code or ev.dsn or "-"] += 1
+        who = self._reject_who(ev)
+        t.counter("detail_" + total)[(ev.tag.daemon, ev.stage, norm.reason(ev.reason), who)] += 1
+
+    def _diagnostic(self, ev: Diagnostic) -> None:
+        self.t.counter("diag_" + ev.level)[(ev.tag.daemon, norm.reason(ev.text))] += 1
+
+    def _auth_failure(self, ev: AuthFailure) -> None:
+        c = self.t.counter("auth_fail")
+        c[("total", "")] += 1
+        c[("ip", ev.client_ip or "-")] += 1
+        c[("user", ev.username.lower() if ev.username else "(unknown)")] += 1
+        c[("method", ev.method or "-")] += 1
+        c[("service", ev.tag.daemon)] += 1
+        if ev.tag.kind == KIND_POSTFIX:  # Postfix logs it as a warning too
+            self.t.counter("diag_warning")[(ev.tag.daemon, "SASL authentication failed")] += 1
+
+    def _arrival(self, ev: Arrival) -> None:
+        if ev.sasl_username and ev.qid:
+            self._auth_success(ev.client_ip, ev.sasl_username, ev.sasl_method, "smtpd")
+
+    def _login(self, ev: Login) -> None:
+        self._auth_success(ev.client_ip, ev.username, ev.method, ev.service)
+
+    def _connect(self, ev: Connect) -> None:
+        if ev.tag.daemon == "smtpd":
+            self.t.counter("smtpd")["connects"] += 1
+
+    def _tls(self, ev: Tls) -> None:
+        c = self.t.counter("tls_" + ev.direction)
+        c[("total", "")] += 1
+        c[("protocol", ev.protocol)] += 1
+        c[("trust", ev.trust)] += 1
+        c[("cipher", ev.cipher)] += 1
+
+    def _screen(self, ev: Screen) -> None:
+        self.t.counter("screen")[ev.action] += 1
+        if ev.action == "LISTED":
+            self.t.counter("dnsbl")[ev.detail.split(" ", 1)[0]] += 1
+
+    def _notice(self, ev: Notice) -> None:
+        self._totals["notifications"] += 1
+        self.t.counter("notice_kind")[ev.kind] += 1
+
+    def _master(self, ev: MasterMessage) -> None:
+        self.t.counter("master")[ev.text] += 1
+
+    def _connect_failure(self, ev: ConnectFailure) -> None:
+        self.t.counter("smtp_failures")[(norm.reason(ev.reason).lower(), ev.peer)] += 1
+
+    _handlers: ClassVar[dict[type, Callable[[Report, Any], None]]] = {
+        Reject: _reject,
+        Diagnostic: _diagnostic,
+        AuthFailure: _auth_failure,
+        Arrival: _arrival,
+        Login: _login,
+        Connect: _connect,
+        Tls: _tls,
+        Screen: _screen,
+        Notice: _notice,
+        MasterMessage: _master,
+        ConnectFailure: _connect_failure,
+    }
 
     def _reject_who(self, ev: Reject) -> str:
         reason = ev.reason
@@ -209,25 +250,19 @@ class Report:
         if secs < 0:
             return
         t = self.t
-        dom = norm.gimme_domain(f"{sess.connect.client_host}[{sess.connect.client_ip}]")
-        day, hour = self.buckets.day_hour(sess.disconnect.line.ts)
-        c = t.counter("smtpd_conn")
-        c[("all", "")] += 1
-        c[("secs", "")] += secs
-        c[("day", day)] += 1
-        c[("day_secs", day)] += secs
-        c[("hour", hour)] += 1
-        c[("hour_secs", hour)] += secs
-        c[("dom", dom)] += 1
-        c[("dom_secs", dom)] += secs
-        bump_max(t.maximum("smtpd_max"), ("day", day), secs)
-        bump_max(t.maximum("smtpd_max"), ("hour", hour), secs)
-        bump_max(t.maximum("smtpd_max"), ("dom", dom), secs)
+        dom = self._client_domain(sess.connect.client_host, sess.connect.client_ip)
+        quarter = int(sess.disconnect.line.ts // 900)
+        for name, key in (("conn_quarter", quarter), ("conn_dom", dom)):
+            row = t.vector(name).get(key)
+            if row is None:
+                t.vector(name)[key] = [1, secs]
+            else:
+                row[0] += 1
+                row[1] += secs
+            bump_max(t.maximum(name), key, secs)
 
     def add_message(self, msg: Message) -> None:
-        t = self.t
-        totals = t.counter("totals")
-        state = t.counter("messages")
+        state = self._messages
         if msg.headless or msg.ended == ENDED_OPEN:
             state["incomplete"] += 1
         else:
@@ -237,21 +272,30 @@ class Report:
             return
         if msg.reinjected:
             state["reinjected"] += 1
-        self._seen(msg.first_ts)
+        span = self._span
+        if -msg.first_ts > span.get("neg_first", -math.inf):
+            span["neg_first"] = -msg.first_ts
+        if msg.last_ts > span.get("last", -math.inf):
+            span["last"] = msg.last_ts
         size = msg.size
-        notice = msg.origin == "" and not msg.headless and msg.sender == ""
         if msg.origin and msg.queued is not None and not msg.reinjected:
             self._received(msg, size or 0)
         if msg.expired is not None:
-            totals["expired"] += 1
-            self._traffic(msg.expired.line.ts, "expired")
+            self._totals["expired"] += 1
         if not msg.deliveries:
             return
+        notice = msg.origin == "" and not msg.headless and msg.sender == ""
         deferred = False
+        totals = self._totals
+        traffic = self._traffic
+        rdom = self._rdom
         for d in msg.deliveries:
-            self._seen(d.line.ts)
             addr = self._addr(d.to)
-            dom = norm.domain_of(addr) or "(local)"
+            at = addr.rfind("@")
+            dom = addr[at + 1 :] if at >= 0 else "(local)"
+            row = rdom.get(dom)
+            if row is None:
+                row = rdom[dom] = [0, 0, 0, 0, 0]
             status = d.status
             if status == "sent":
                 if hop_target(d):
@@ -260,79 +304,82 @@ class Report:
                 if "forwarded as " in d.reply:
                     totals["forwarded"] += 1
                     continue
-                self._delivered(d, addr, dom, size, notice, msg)
+                self._delivered(d, addr, dom, row, size, notice, msg)
             elif status == "deferred":
                 deferred = True
                 totals["deferrals"] += 1
-                self._traffic(d.line.ts, "deferred")
-                t.counter("rdom")[(dom, "defers")] += 1
-                bump_max(t.maximum("rdom_max"), dom, centis(d.delay))
-                t.counter("deferral_reasons")[(d.tag.daemon, norm.reason(d.reply))] += 1
+                traffic[(int(d.line.ts // 900), "deferred")] += 1
+                row[3] += 1
+                bump_max(self._rdom_max, dom, centis(d.delay))
+                self.t.counter("deferral_reasons")[(d.tag.daemon, norm.reason(d.reply))] += 1
             elif status == "bounced":
                 totals["bounced"] += 1
-                self._traffic(d.line.ts, "bounced")
-                t.counter("rdom")[(dom, "bounced")] += 1
-                relay = d.relay if d.relay != "none" else "none"
-                t.counter("bounce_reasons")[(relay, norm.reason(d.reply))] += 1
+                traffic[(int(d.line.ts // 900), "bounced")] += 1
+                row[4] += 1
+                self.t.counter("bounce_reasons")[(d.relay, norm.reason(d.reply))] += 1
             elif status in ("deliverable", "undeliverable", "undeliverable-but-not-cached"):
-                t.counter("verify")[status] += 1
+                self.t.counter("verify")[status] += 1
             else:
-                t.counter("other_status")[status] += 1
+                self.t.counter("other_status")[status] += 1
         if deferred:
             totals["deferred"] += 1
 
     def _received(self, msg: Message, size: int) -> None:
-        t = self.t
-        totals = t.counter("totals")
-        totals["received"] += 1
-        totals["bytes_received"] += size
-        self._traffic(msg.first_ts, "received")
+        self._totals["received"] += 1
+        self._totals["bytes_received"] += size
+        self._traffic[(int(msg.first_ts // 900), "received")] += 1
         sender = self._addr(msg.sender or "")
-        t.set("senders").add(sender)
-        su = t.counter("sender")
-        su[(sender, "count")] += 1
-        su[(sender, "bytes")] += size
-        dom = norm.domain_of(sender)
-        if not dom:
+        row = self._senders.get(sender)
+        if row is None:
+            self._senders[sender] = [1, size]
+        else:
+            row[0] += 1
+            row[1] += size
+        at = sender.rfind("@")
+        if at >= 0:
+            dom = sender[at + 1 :]
+        else:
             a = msg.arrival
             dom = norm.client_name(a.client_host, a.client_ip) if a is not None else "(local)"
-        t.set("sending_domains").add(dom)
-        sd = t.counter("sdom")
-        sd[(dom, "count")] += 1
-        sd[(dom, "bytes")] += size
-
-    def _delivered(self, d: Any, addr: str, dom: str, size: int | None, notice: bool,
-                   msg: Message) -> None:  # fmt: skip
-        t = self.t
-        totals = t.counter("totals")
-        totals["delivered"] += 1
-        self._traffic(d.line.ts, "delivered")
-        if notice:
-            t.counter("messages")["notice_deliveries"] += 1
-        if size is None:
-            t.sample("no_size", (msg.host, msg.qid, addr), f"{msg.qid}\t{addr}")
-            t.counter("messages")["no_size"] += 1
+        row = self._sdom.get(dom)
+        if row is None:
+            self._sdom[dom] = [1, size]
         else:
-            totals["bytes_delivered"] += size
-        t.set("recipients").add(addr)
-        t.set("recipient_domains").add(dom)
-        ru = t.counter("recipient")
-        ru[(addr, "count")] += 1
-        ru[(addr, "bytes")] += size or 0
-        rd = t.counter("rdom")
+            row[0] += 1
+            row[1] += size
+
+    def _delivered(self, d: Delivery, addr: str, dom: str, row: list[int], size: int | None,
+                   notice: bool, msg: Message) -> None:  # fmt: skip
+        self._totals["delivered"] += 1
+        self._traffic[(int(d.line.ts // 900), "delivered")] += 1
+        if notice:
+            self._messages["notice_deliveries"] += 1
+        if size is None:
+            self.t.sample("no_size", (msg.host, msg.qid, addr), f"{msg.qid}\t{addr}")
+            self._messages["no_size"] += 1
+            size = 0
+        else:
+            self._totals["bytes_delivered"] += size
+        urow = self._recipients.get(addr)
+        if urow is None:
+            self._recipients[addr] = [1, size]
+        else:
+            urow[0] += 1
+            urow[1] += size
         delay = centis(d.delay)
-        rd[(dom, "count")] += 1
-        rd[(dom, "bytes")] += size or 0
-        rd[(dom, "delay")] += delay
-        bump_max(t.maximum("rdom_max"), dom, delay)
-        t.counter("delay_hist")[("", delay)] += 1
-        t.counter("delay_hist")[(dom, delay)] += 1
+        row[0] += 1
+        row[1] += size
+        row[2] += delay
+        bump_max(self._rdom_max, dom, delay)
+        self._hist[(dom, delay)] += 1
         if d.delays:
             parts = d.delays.split("/")
             if len(parts) == 4:
-                split = t.counter("delay_split")
-                for name, value in zip("abcd", parts, strict=True):
-                    split[name] += centis(float(value))
+                split = self._split
+                split["a"] += centis(float(parts[0]))
+                split["b"] += centis(float(parts[1]))
+                split["c"] += centis(float(parts[2]))
+                split["d"] += centis(float(parts[3]))
                 split["n"] += 1
 
     # -- merging and results ---------------------------------------------------------
@@ -343,7 +390,7 @@ class Report:
     def result(self) -> dict[str, Any]:
         from postlens.analyses.report_result import build_result
 
-        return build_result(self.t)
+        return build_result(self.t, self.buckets)
 
 
 def percentile(hist: Counter[int] | dict[int, int], pct: int) -> float:

@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from postlens.analyses.report import TOTAL_FIELDS, TRAFFIC, percentile
+from postlens.analyses.report import TOTAL_FIELDS, TRAFFIC, TimeBuckets, percentile
 from postlens.analyses.tally import Tally
 
 SCHEMA_VERSION = 1
@@ -42,65 +42,67 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
-def build_result(t: Tally) -> dict[str, Any]:
+def build_result(t: Tally, buckets: TimeBuckets) -> dict[str, Any]:
     c = t.counts.get
+    v = t.vectors.get
     totals_c = c("totals", Counter())
     totals = {f: totals_c.get(f, 0) for f in TOTAL_FIELDS}
-    totals["senders"] = len(t.sets.get("senders", ()))
-    totals["sending_hosts_domains"] = len(t.sets.get("sending_domains", ()))
-    totals["recipients"] = len(t.sets.get("recipients", ()))
-    totals["recipient_hosts_domains"] = len(t.sets.get("recipient_domains", ()))
+    senders = v("sender", {})
+    recipients = v("recipient", {})
+    rdom = v("rdom", {})
+    sdom = v("sdom", {})
+    totals["senders"] = len(senders)
+    totals["sending_hosts_domains"] = len(sdom)
+    totals["recipients"] = len(recipients)
+    totals["recipient_hosts_domains"] = sum(1 for row in rdom.values() if row[0])
     span = t.maxima.get("span", {})
     first = -span["neg_first"] if "neg_first" in span else None
     last = span.get("last")
 
-    day_c = c("day", Counter())
-    days = sorted({d for d, _ in day_c} | set(c("days", Counter())))
-    per_day = [{"date": d, **{f: day_c.get((d, f), 0) for f in TRAFFIC}} for d in days]
-    hour_c = c("hour", Counter())
-    per_hour = [{"hour": h, **{f: hour_c.get((h, f), 0) for f in TRAFFIC}} for h in range(24)]
+    by_day: Counter[tuple[str, str]] = Counter()
+    by_hour: Counter[tuple[int, str]] = Counter()
+    for (quarter, what), n in c("traffic", Counter()).items():
+        day, hour = buckets.day_hour(quarter)
+        by_day[(day, what)] += n
+        by_hour[(hour, what)] += n
+    days = sorted({d for d, _ in by_day})
+    per_day = [{"date": d, **{f: by_day.get((d, f), 0) for f in TRAFFIC}} for d in days]
+    per_hour = [{"hour": h, **{f: by_hour.get((h, f), 0) for f in TRAFFIC}} for h in range(24)]
 
-    hist_all: dict[str, Counter[int]] = defaultdict(Counter)
-    for (scope, value), n in c("delay_hist", Counter()).items():
-        hist_all[scope][value] += n
+    hist_by_dom: dict[str, Counter[int]] = defaultdict(Counter)
+    overall: Counter[int] = Counter()
+    for (dom, value), n in c("delay_hist", Counter()).items():
+        hist_by_dom[dom][value] += n
+        overall[value] += n
 
-    rdom = _by_key(c("rdom", Counter()))
     rmax = t.maxima.get("rdom_max", {})
     delivery_domains = []
-    for dom, f in rdom.items():
-        n = f.get("count", 0)
-        hist = hist_all.get(dom, Counter())
+    for dom, (n, size, delay, defers, bounced) in rdom.items():
+        hist = hist_by_dom.get(dom, Counter())
         delivery_domains.append(
             {
                 "domain": dom,
                 "delivered": n,
-                "bytes": f.get("bytes", 0),
-                "deferred": f.get("defers", 0),
-                "bounced": f.get("bounced", 0),
-                "avg_delay": round(f.get("delay", 0) / n / 100, 2) if n else 0.0,
+                "bytes": size,
+                "deferred": defers,
+                "bounced": bounced,
+                "avg_delay": round(delay / n / 100, 2) if n else 0.0,
                 "max_delay": _secs(rmax.get(dom, 0)),
                 **{f"p{p}": percentile(hist, p) for p in PERCENTILES},
             }
         )
     delivery_domains.sort(key=lambda r: (-r["delivered"], -r["deferred"], -r["bounced"], r["domain"]))
 
-    sdom = _by_key(c("sdom", Counter()))
-    receiving = [
-        {"domain": d, "received": f.get("count", 0), "bytes": f.get("bytes", 0)} for d, f in sdom.items()
-    ]
+    receiving = [{"domain": d, "received": row[0], "bytes": row[1]} for d, row in sdom.items()]
     receiving.sort(key=lambda r: (-r["received"], r["domain"]))
 
-    def users(name: str) -> dict[str, list[dict[str, Any]]]:
-        per = _by_key(c(name, Counter()))
-        rows = [
-            {"address": a, "count": f.get("count", 0), "bytes": f.get("bytes", 0)} for a, f in per.items()
-        ]
+    def users(rows_by_addr: dict[Any, list[int]]) -> dict[str, list[dict[str, Any]]]:
+        rows = [{"address": a, "count": row[0], "bytes": row[1]} for a, row in rows_by_addr.items()]
         return {
             "by_count": sorted(rows, key=lambda r: (-r["count"], r["address"])),
             "by_size": sorted(rows, key=lambda r: (-r["bytes"], r["address"])),
         }
 
-    overall = hist_all.get("", Counter())
     n_del = sum(overall.values())
     split = c("delay_split", Counter())
     n_split = split.get("n", 0)
@@ -151,34 +153,37 @@ def build_result(t: Tally) -> dict[str, Any]:
             "by_cipher": _grouped(a, "cipher"),
         }
 
-    conn = c("smtpd_conn", Counter())
-    smax = t.maxima.get("smtpd_max", {})
-    n_conn = conn.get(("all", ""), 0)
+    conn_q = v("conn_quarter", {})
+    conn_q_max = t.maxima.get("conn_quarter", {})
+    by_day_conn: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    by_hour_conn: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for quarter, (n, secs) in conn_q.items():
+        day, hour = buckets.day_hour(quarter)
+        for row in (by_day_conn[day], by_hour_conn[hour]):
+            row[0] += n
+            row[1] += secs
+            row[2] = max(row[2], conn_q_max.get(quarter, 0))
+    conn_dom = v("conn_dom", {})
+    dom_max = t.maxima.get("conn_dom", {})
 
-    def conn_rows(kind: str, keys: list[Any]) -> list[dict[str, Any]]:
-        return [
-            {
-                kind: k,
-                "connections": conn.get((kind, k), 0),
-                "seconds": conn.get((kind + "_secs", k), 0),
-                "avg": round(conn.get((kind + "_secs", k), 0) / conn[(kind, k)], 1)
-                if conn.get((kind, k))
-                else 0.0,
-                "max": smax.get((kind, k), 0),
-            }
-            for k in keys
-        ]
+    def conn_row(kind: str, key: Any, n: int, secs: int, mx: int) -> dict[str, Any]:
+        avg = round(secs / n, 1) if n else 0.0
+        return {kind: key, "connections": n, "seconds": secs, "avg": avg, "max": mx}
 
-    conn_doms = [k for (kind, k), _ in _ranked(conn) if kind == "dom"]
+    n_conn = sum(row[0] for row in conn_dom.values())
+    total_secs = sum(row[1] for row in conn_dom.values())
     smtpd = {
         "connects": c("smtpd", Counter()).get("connects", 0),
         "connections": n_conn,
-        "hosts_domains": len(conn_doms),
-        "avg_connect_time": round(conn.get(("secs", ""), 0) / n_conn, 1) if n_conn else 0.0,
-        "total_connect_time": conn.get(("secs", ""), 0),
-        "per_day": conn_rows("day", sorted(k for (kind, k) in conn if kind == "day")),
-        "per_hour": conn_rows("hour", list(range(24))),
-        "by_domain": conn_rows("dom", conn_doms),
+        "hosts_domains": len(conn_dom),
+        "avg_connect_time": round(total_secs / n_conn, 1) if n_conn else 0.0,
+        "total_connect_time": total_secs,
+        "per_day": [conn_row("day", d, *by_day_conn[d]) for d in sorted(by_day_conn)],
+        "per_hour": [conn_row("hour", h, *by_hour_conn.get(h, [0, 0, 0])) for h in range(24)],
+        "by_domain": [
+            conn_row("domain", d, row[0], row[1], dom_max.get(d, 0))
+            for d, row in sorted(conn_dom.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        ],
     }
 
     cov = c("coverage", Counter())
@@ -203,8 +208,8 @@ def build_result(t: Tally) -> dict[str, Any]:
         "per_hour": per_hour,
         "delivery_domains": delivery_domains,
         "receiving_domains": receiving,
-        "senders": users("sender"),
-        "recipients": users("recipient"),
+        "senders": users(senders),
+        "recipients": users(recipients),
         "no_size": [text for _, text in sorted(t.samples.get("no_size", []))],
         "delays": delays,
         "deferrals": [

@@ -15,10 +15,11 @@ SAMPLE_LIMIT = 10
 
 
 class Tally:
-    __slots__ = ("counts", "maxima", "samples", "sets")
+    __slots__ = ("counts", "maxima", "samples", "sets", "vectors")
 
     def __init__(self) -> None:
         self.counts: dict[str, Counter[Any]] = {}
+        self.vectors: dict[str, dict[Hashable, list[int]]] = {}
         self.maxima: dict[str, dict[Hashable, Any]] = {}
         self.sets: dict[str, set[Any]] = {}
         self.samples: dict[str, list[tuple[Any, str]]] = {}
@@ -28,6 +29,13 @@ class Tally:
         if c is None:
             c = self.counts[name] = Counter()
         return c
+
+    def vector(self, name: str) -> dict[Hashable, list[int]]:
+        """Rows of integers added column by column on merge (one dict lookup per update)."""
+        v = self.vectors.get(name)
+        if v is None:
+            v = self.vectors[name] = {}
+        return v
 
     def maximum(self, name: str) -> dict[Hashable, Any]:
         m = self.maxima.get(name)
@@ -54,6 +62,15 @@ class Tally:
     def merge(self, other: Tally) -> None:
         for name, c in other.counts.items():
             self.counter(name).update(c)
+        for name, rows in other.vectors.items():
+            mine_rows = self.vector(name)
+            for k, row in rows.items():
+                old = mine_rows.get(k)
+                if old is None:
+                    mine_rows[k] = list(row)
+                else:
+                    for i, value in enumerate(row):
+                        old[i] += value
         for name, m in other.maxima.items():
             mine = self.maximum(name)
             for k, v in m.items():

@@ -6,6 +6,8 @@ else), then by daemon, before any payload regex runs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from postlens.events.dovecot import parse_dovecot
 from postlens.events.model import (
     Arrival,
@@ -32,7 +34,7 @@ from postlens.events.model import (
     Tls,
     Unknown,
 )
-from postlens.events.postfix import parse_postfix, parse_reply
+from postlens.events.postfix import parse_reply, postfix_parser
 from postlens.lines import KIND_DOVECOT, KIND_FOREIGN, KIND_POSTFIX, Line, Tag, TagReader
 
 __all__ = [
@@ -43,24 +45,45 @@ __all__ = [
 ]  # fmt: skip
 
 
+def _info(line: Line, tag: Tag, payload: str) -> Event:
+    return Info(line, tag, "")
+
+
+Parser = Callable[[Line, Tag, str], Event]
+
+
 class EventParser:
     """Turns a :class:`Line` into an event, or None for lines of non-mail programs."""
 
-    __slots__ = ("tags",)
+    __slots__ = ("_cache", "tags")
 
     def __init__(self, syslog_name: str | None = None) -> None:
         self.tags = TagReader(syslog_name)
+        self._cache: dict[str, tuple[Tag, Parser | None]] = {}
 
     def parse(self, line: Line) -> Event | None:
-        tag = self.tags.read(line.program)
-        kind = tag.kind
-        if kind == KIND_POSTFIX:
-            return parse_postfix(line, tag)
-        if kind == KIND_DOVECOT:
-            return parse_dovecot(line, tag)
-        if kind == KIND_FOREIGN:
+        entry = self._cache.get(line.program)
+        if entry is None:
+            entry = self._choose(line.program)
+        parser = entry[1]
+        if parser is None:
             return None
-        return Info(line, tag, "")
+        return parser(line, entry[0], line.payload)
+
+    def _choose(self, program: str) -> tuple[Tag, Parser | None]:
+        tag = self.tags.read(program)
+        parser: Parser | None
+        if tag.kind == KIND_POSTFIX:
+            parser = postfix_parser(tag.daemon)
+        elif tag.kind == KIND_DOVECOT:
+            parser = parse_dovecot
+        elif tag.kind == KIND_FOREIGN:
+            parser = None
+        else:
+            parser = _info
+        if len(self._cache) < 10000:
+            self._cache[program] = (tag, parser)
+        return tag, parser
 
     def tag(self, line: Line) -> Tag:
         return self.tags.read(line.program)

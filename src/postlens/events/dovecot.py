@@ -21,8 +21,7 @@ def _fields(text: str) -> dict[str, str]:
     return dict(_FIELD_RE.findall(text))
 
 
-def parse_dovecot(line: Line, tag: Tag) -> Event:
-    payload = line.payload
+def parse_dovecot(line: Line, tag: Tag, payload: str) -> Event:
     m = _SERVICE_RE.match(payload)
     if m is None:
         if tag.daemon.endswith("-login"):

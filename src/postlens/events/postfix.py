@@ -35,13 +35,25 @@ from postlens.events.model import (
 )
 from postlens.lines import Line, Tag
 
-QID_RE = re.compile(r"([0-9A-F]{5,20}|[0-9A-Za-z]{10,}z[0-9A-Za-z]{2,}|NOQUEUE): ")
+_LONG_QID_RE = re.compile(r"[0-9A-Za-z]{10,}z[0-9A-Za-z]{2,}$")
+_HEX = "0123456789ABCDEF"
+
+
+def split_qid(payload: str) -> tuple[str, str] | None:
+    """``(queue ID, rest)`` when the payload starts with ``QID: `` (short, long or NOQUEUE)."""
+    i = payload.find(": ", 5, 26)
+    if i < 0:
+        return None
+    tok = payload[:i]
+    if (i >= 6 and not tok.strip(_HEX)) or tok == "NOQUEUE" or (i >= 13 and _LONG_QID_RE.match(tok)):
+        return tok, payload[i + 2 :]
+    return None
+
+
 _HOST_IP = r"([^\s\[]*)\[([^\]]*)\](?::\d+)?"
 _HOST_IP_RE = re.compile(_HOST_IP)
 _DIAG_LEVELS = ("warning", "error", "fatal", "panic")
 
-_CONNECT_RE = re.compile(r"connect from " + _HOST_IP)
-_DISCONNECT_RE = re.compile(r"disconnect from " + _HOST_IP + r"(?: (.*))?$")
 _PROBLEM_RE = re.compile(
     r"(lost connection|timeout|too many errors|improper command pipelining) after (\S+)"
     r"(?: \((?:approximately )?\d+ bytes\))? from " + _HOST_IP
@@ -171,11 +183,30 @@ def _smtpd_reject(line: Line, tag: Tag, qid: str, rest: str) -> Event | None:
     return _reject(line, tag, qid, action, stage, host or "", ip or "", tail)
 
 
+def _host_ip(text: str) -> tuple[str, str] | None:
+    """``host[ip]`` at the start of ``text``, without a regex (the commonest smtpd lines)."""
+    i = text.find("[")
+    j = text.find("]", i)
+    if i < 0 or j < 0 or " " in text[:i]:
+        return None
+    return text[:i], text[i + 1 : j]
+
+
 def parse_smtpd(line: Line, tag: Tag, payload: str) -> Event:
-    m = QID_RE.match(payload)
+    c = payload[0:1]
+    if c == "c" and payload.startswith("connect from "):
+        hi = _host_ip(payload[13:])
+        if hi is not None:
+            return Connect(line, tag, hi[0], hi[1])
+    elif c == "d" and payload.startswith("disconnect from "):
+        hi = _host_ip(payload[16:])
+        if hi is not None:
+            end = payload.find(" ", 16)
+            return Disconnect(line, tag, hi[0], hi[1], payload[end + 1 :] if end > 0 else "")
+    m = split_qid(payload)
     if m is not None:
-        qid = m.group(1)
-        rest = payload[m.end() :]
+        qid = m[0]
+        rest = m[1]
         if qid == "NOQUEUE":
             qid = ""
         if rest.startswith("client="):
@@ -195,16 +226,7 @@ def parse_smtpd(line: Line, tag: Tag, payload: str) -> Event:
         if rest.startswith(_INFO_PREFIXES) or _is_debug(rest):
             return Info(line, tag, qid)
         return Unknown(line, tag, qid)
-    c = payload[0:1]
-    if c == "c" and payload.startswith("connect from "):
-        cm = _CONNECT_RE.match(payload)
-        if cm is not None:
-            return Connect(line, tag, cm.group(1), cm.group(2))
-    elif c == "d" and payload.startswith("disconnect from "):
-        dm = _DISCONNECT_RE.match(payload)
-        if dm is not None:
-            return Disconnect(line, tag, dm.group(1), dm.group(2), dm.group(3) or "")
-    elif c == "w":
+    if c == "w":
         diag = _diagnostic(line, tag, payload, "")
         if diag is not None:
             return diag
@@ -271,11 +293,11 @@ def parse_dnsblog(line: Line, tag: Tag, payload: str) -> Event:
 
 
 def parse_cleanup(line: Line, tag: Tag, payload: str) -> Event:
-    m = QID_RE.match(payload)
+    m = split_qid(payload)
     if m is None:
         return _generic(line, tag, payload)
-    qid = m.group(1)
-    rest = payload[m.end() :]
+    qid = m[0]
+    rest = m[1]
     if rest.startswith("message-id="):
         mid = rest[11:].strip()
         if mid.startswith("<") and mid.endswith(">"):
@@ -305,22 +327,22 @@ def parse_cleanup(line: Line, tag: Tag, payload: str) -> Event:
 
 
 def parse_pickup(line: Line, tag: Tag, payload: str) -> Event:
-    m = QID_RE.match(payload)
+    m = split_qid(payload)
     if m is not None:
-        rest = payload[m.end() :]
+        rest = m[1]
         pm = _PICKUP_RE.match(rest)
         if pm is not None:
-            return Pickup(line, tag, m.group(1), pm.group(1) or "", pm.group(2))
-        return _qid_generic(line, tag, m.group(1), rest)
+            return Pickup(line, tag, m[0], pm[0] or "", pm.group(2))
+        return _qid_generic(line, tag, m[0], rest)
     return _generic(line, tag, payload)
 
 
 def parse_qmgr(line: Line, tag: Tag, payload: str) -> Event:
-    m = QID_RE.match(payload)
+    m = split_qid(payload)
     if m is None:
         return _generic(line, tag, payload)
-    qid = m.group(1)
-    rest = payload[m.end() :]
+    qid = m[0]
+    rest = m[1]
     if rest == "removed":
         return Removed(line, tag, qid)
     if rest.startswith("from=<"):
@@ -335,18 +357,18 @@ def parse_qmgr(line: Line, tag: Tag, payload: str) -> Event:
 
 def parse_delivery(line: Line, tag: Tag, payload: str) -> Event:
     """smtp, lmtp, local, virtual, pipe, error, retry, discard and any other delivery agent."""
-    m = QID_RE.match(payload)
+    m = split_qid(payload)
     if m is None:
         if payload.startswith("connect to "):
             cm = _CONNECT_TO_RE.match(payload)
             if cm is not None:
-                return ConnectFailure(line, tag, cm.group(1), cm.group(2))
+                return ConnectFailure(line, tag, cm[0], cm.group(2))
         tm = _TLS_RE.match(payload)
         if tm is not None:
             return _tls(line, tag, tm)
         return _generic(line, tag, payload)
-    qid = m.group(1)
-    rest = payload[m.end() :]
+    qid = m[0]
+    rest = m[1]
     if rest.startswith("to=<"):
         dm = _DELIVERY_RE.match(rest)
         if dm is not None:
@@ -357,25 +379,25 @@ def parse_delivery(line: Line, tag: Tag, payload: str) -> Event:
 
 
 def parse_bounce(line: Line, tag: Tag, payload: str) -> Event:
-    m = QID_RE.match(payload)
+    m = split_qid(payload)
     if m is not None:
-        rest = payload[m.end() :]
+        rest = m[1]
         nm = _NOTICE_RE.match(rest)
         if nm is not None:
             who, what, nqid = nm.groups()
             kind = what if who == "sender" else "postmaster " + what
-            return Notice(line, tag, m.group(1), kind, nqid)
-        return _qid_generic(line, tag, m.group(1), rest)
+            return Notice(line, tag, m[0], kind, nqid)
+        return _qid_generic(line, tag, m[0], rest)
     return _generic(line, tag, payload)
 
 
 def parse_postsuper(line: Line, tag: Tag, payload: str) -> Event:
-    m = QID_RE.match(payload)
+    m = split_qid(payload)
     if m is not None:
-        rest = payload[m.end() :]
+        rest = m[1]
         if rest in ("removed", "placed on hold", "released from hold", "requeued", "expired"):
-            return QueueAction(line, tag, m.group(1), rest)
-        return _qid_generic(line, tag, m.group(1), rest)
+            return QueueAction(line, tag, m[0], rest)
+        return _qid_generic(line, tag, m[0], rest)
     return _generic(line, tag, payload)
 
 
@@ -453,19 +475,15 @@ for _agent in ("smtp", "lmtp", "local", "virtual", "pipe", "error", "retry", "di
     PARSERS[_agent] = parse_delivery
 
 
-def parse_postfix(line: Line, tag: Tag) -> Event:
-    payload = line.payload
-    if not payload:
-        return Unknown(line, tag, "")
-    parser = PARSERS.get(tag.daemon)
-    if parser is None:
-        # a daemon named by its master.cf service (e.g. "amavis/smtp" logs as daemon smtp)
-        # is handled above; anything else gets the generic queue-ID/diagnostic parser
-        m = QID_RE.match(payload)
-        if m is not None:
-            rest = payload[m.end() :]
-            if rest.startswith("to=<"):
-                return parse_delivery(line, tag, payload)
-            return _qid_generic(line, tag, m.group(1), rest)
-        return _generic(line, tag, payload)
-    return parser(line, tag, payload)
+def parse_other_daemon(line: Line, tag: Tag, payload: str) -> Event:
+    """A daemon without its own parser: queue-ID lines, deliveries and diagnostics."""
+    m = split_qid(payload)
+    if m is not None:
+        if m[1].startswith("to=<"):
+            return parse_delivery(line, tag, payload)
+        return _qid_generic(line, tag, m[0], m[1])
+    return _generic(line, tag, payload)
+
+
+def postfix_parser(daemon: str) -> Callable[[Line, Tag, str], Event]:
+    return PARSERS.get(daemon, parse_other_daemon)
