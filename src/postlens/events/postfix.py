@@ -332,7 +332,7 @@ def parse_pickup(line: Line, tag: Tag, payload: str) -> Event:
         rest = m[1]
         pm = _PICKUP_RE.match(rest)
         if pm is not None:
-            return Pickup(line, tag, m[0], pm[0] or "", pm.group(2))
+            return Pickup(line, tag, m[0], pm.group(1) or "", pm.group(2))
         return _qid_generic(line, tag, m[0], rest)
     return _generic(line, tag, payload)
 
@@ -345,6 +345,8 @@ def parse_qmgr(line: Line, tag: Tag, payload: str) -> Event:
     rest = m[1]
     if rest == "removed":
         return Removed(line, tag, qid)
+    if rest.startswith("to=<"):
+        return parse_delivery(line, tag, payload)
     if rest.startswith("from=<"):
         qm = _QUEUED_RE.match(rest)
         if qm is not None:
@@ -362,7 +364,7 @@ def parse_delivery(line: Line, tag: Tag, payload: str) -> Event:
         if payload.startswith("connect to "):
             cm = _CONNECT_TO_RE.match(payload)
             if cm is not None:
-                return ConnectFailure(line, tag, cm[0], cm.group(2))
+                return ConnectFailure(line, tag, cm.group(1), cm.group(2))
         tm = _TLS_RE.match(payload)
         if tm is not None:
             return _tls(line, tag, tm)

@@ -1,0 +1,106 @@
+import gzip
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from postlens.cli import main
+
+MIXED = Path(__file__).parents[1] / "data" / "mixed.log"
+BASE = ["report", "--year", "2026", "--tz", "UTC"]
+
+
+def run(*args: str, input: bytes | None = None):
+    return CliRunner().invoke(main, [*BASE, *args], input=input)
+
+
+def test_text_report_has_pflogsumm_sections() -> None:
+    r = run(str(MIXED))
+    assert r.exit_code == 0, r.output
+    for title in ("Grand Totals", "Per-Hour Traffic Summary", "Host/Domain Summary: Message Delivery",
+                  "Senders by message count", "message reject detail", "Warnings", "Fatal Errors",
+                  "Master daemon messages", "Coverage", "SASL authentication", "TLS"):  # fmt: skip
+        assert title in r.output
+
+
+@pytest.mark.parametrize("fmt", ["json", "markdown", "html", "text"])
+def test_every_format_renders(fmt: str) -> None:
+    r = run("--format", fmt, str(MIXED))
+    assert r.exit_code == 0, r.output
+    if fmt == "json":
+        assert json.loads(r.output)["totals"]["received"] == 3
+
+
+def test_stdin_and_output_file(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    r = run("--format", "json", "-o", str(out), "-", input=MIXED.read_bytes())
+    assert r.exit_code == 0
+    assert r.output == ""
+    assert json.loads(out.read_text())["totals"]["delivered"] == 5
+    assert oct(out.stat().st_mode & 0o777) != oct(0o600)
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_bad_inputs_exit_2_and_good_ones_still_count(tmp_path: Path) -> None:
+    binary = tmp_path / "binary.log"
+    binary.write_bytes(b"\x00\x01\x02" * 1000)
+    unknown = tmp_path / "packed.log"
+    unknown.write_bytes(b"PK\x03\x04xxxx")
+    empty = tmp_path / "nolog"
+    empty.mkdir()
+    gz = tmp_path / "mail.log.1.gz"
+    gz.write_bytes(gzip.compress(MIXED.read_bytes()))
+    r = CliRunner().invoke(
+        main,
+        [*BASE, "--format", "json", str(tmp_path / "missing.log"), str(binary), str(unknown), str(empty), str(gz)],
+    )
+    assert r.exit_code == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 4
+    assert all(line.startswith("postlens: ") for line in lines)
+    assert "Traceback" not in r.stderr
+    assert json.loads(r.stdout)["totals"]["received"] == 3
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "mail.log"
+    path.write_bytes(MIXED.read_bytes())
+    path.chmod(0)
+    r = run(str(path))
+    assert r.exit_code == 2 and "Permission denied" in r.stderr
+
+
+def test_usage_errors() -> None:
+    assert run("-d", "someday", str(MIXED)).exit_code == 2
+    assert run("--tz", "Mars/Olympus", str(MIXED)).exit_code == 2
+    r = run("--syslog-name", "(", str(MIXED))
+    assert r.exit_code == 2 and "regular expression" in r.stderr
+
+
+def test_text_output_carries_no_control_characters(tmp_path: Path) -> None:
+    evil = tmp_path / "mail.log"
+    evil.write_bytes(
+        b"Nov  5 14:00:01 mx postfix/smtpd[1]: NOQUEUE: reject: RCPT from evil\x1b[31mred[192.0.2.1]: 554 5.7.1 "
+        b"<a@b.example>: Relay access denied\x07; from=<x\x1b]0;title\x07@example.org> to=<a@b.example> "
+        b"proto=ESMTP helo=<\x1b[2J>\n"
+        b"Nov  5 14:00:02 mx postfix/smtpd[1]: warning: strange \x1b[5mblink\x9b text\n"
+    )
+    r = run("--rej-add-from", str(evil))
+    assert r.exit_code == 0
+    assert not any(c in r.output for c in "\x1b\x07\x9b")
+    assert "\\x1b" in r.output
+
+
+def test_sample_log() -> None:
+    r = CliRunner().invoke(main, ["report", "--sample"])
+    assert r.exit_code == 0, r.output
+    assert "Grand Totals" in r.output
+
+
+def test_detail_limits_rows() -> None:
+    r = run("--format", "text", "-u", "1", str(MIXED))
+    section = r.output.split("Recipients by message count")[1].split("\n\n")[0]
+    assert len([line for line in section.splitlines() if line.startswith(" ") and "@" in line]) == 1
