@@ -51,7 +51,11 @@ class Analysis:
         self.pflogsumm.add_message(msg)
 
     def line_parser(self, source: Source) -> LineParser:
-        return LineParser(YearGuess(self.settings.year, source.mtime, self.tz), self.tz)
+        return self.line_parser_for(source.mtime)
+
+    def line_parser_for(self, mtime: float | None) -> LineParser:
+        """A line parser for a source last modified at ``mtime`` (None: now)."""
+        return LineParser(YearGuess(self.settings.year, mtime, self.tz), self.tz)
 
     def read(self, lines: Iterable[str], parser: LineParser, order: tuple[int, ...] = (0,)) -> None:
         """Feed text lines through the pipeline. ``order`` places them among other stretches."""

@@ -54,7 +54,16 @@ def test_bad_inputs_exit_2_and_good_ones_still_count(tmp_path: Path) -> None:
     gz.write_bytes(gzip.compress(MIXED.read_bytes()))
     r = CliRunner().invoke(
         main,
-        [*BASE, "--format", "json", str(tmp_path / "missing.log"), str(binary), str(unknown), str(empty), str(gz)],
+        [
+            *BASE,
+            "--format",
+            "json",
+            str(tmp_path / "missing.log"),
+            str(binary),
+            str(unknown),
+            str(empty),
+            str(gz),
+        ],
     )
     assert r.exit_code == 2
     lines = r.stderr.strip().splitlines()

@@ -38,11 +38,23 @@ def ts(*args: int) -> float:
         ("Nov  5 19:45:39 mx postfix/smtpd[4581]: x", ts(2026, 11, 5, 19, 45, 39), FMT_CLASSIC),
         ("Nov 05 19:45:39 mx postfix/smtpd[4581]: x", ts(2026, 11, 5, 19, 45, 39), FMT_CLASSIC),
         ("Jan 6 08:39:06 mx postfix/smtpd[4581]: x", ts(2026, 1, 6, 8, 39, 6), FMT_CLASSIC),
-        ("Nov 28 19:45:39.250000 mx postfix/smtpd[4581]: x", ts(2026, 11, 28, 19, 45, 39) + 0.25, FMT_CLASSIC_FRACTION),
-        ("2026-11-28T19:45:39.123456+01:00 mx postfix/smtpd[4581]: x", ts(2026, 11, 28, 18, 45, 39) + 0.123456, FMT_ISO),
+        (
+            "Nov 28 19:45:39.250000 mx postfix/smtpd[4581]: x",
+            ts(2026, 11, 28, 19, 45, 39) + 0.25,
+            FMT_CLASSIC_FRACTION,
+        ),
+        (
+            "2026-11-28T19:45:39.123456+01:00 mx postfix/smtpd[4581]: x",
+            ts(2026, 11, 28, 18, 45, 39) + 0.123456,
+            FMT_ISO,
+        ),
         ("2026-11-28T19:45:39Z mx postfix/smtpd[4581]: x", ts(2026, 11, 28, 19, 45, 39), FMT_ISO),
         ("2026-11-28T19:45:39+0100 mx postfix/smtpd[4581]: x", ts(2026, 11, 28, 18, 45, 39), FMT_ISO_OTHER),
-        ("<22>1 2026-11-28T19:45:39.5Z mx postfix/smtpd 4581 - - x", ts(2026, 11, 28, 19, 45, 39) + 0.5, FMT_RFC5424),
+        (
+            "<22>1 2026-11-28T19:45:39.5Z mx postfix/smtpd 4581 - - x",
+            ts(2026, 11, 28, 19, 45, 39) + 0.5,
+            FMT_RFC5424,
+        ),
         (
             '<22>1 2026-11-28T19:45:39Z mx postfix/smtpd 4581 ID47 [ex@1 a="]"] x',
             ts(2026, 11, 28, 19, 45, 39),

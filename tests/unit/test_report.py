@@ -92,7 +92,9 @@ def test_rejects_auth_and_problems(result: dict) -> None:
     assert fails["by_method"] == {"PLAIN": 2, "LOGIN": 1}
     ok = result["auth"]["successes"]
     assert ok["total"] == 2 and ok["by_username"] == {"alice": 1, "erin": 1}
-    assert [f["text"] for f in result["fatal"]] == ["open database /etc/postfix/access.db: No such file or directory"]
+    assert [f["text"] for f in result["fatal"]] == [
+        "open database /etc/postfix/access.db: No such file or directory"
+    ]
     assert result["notifications"]["by_kind"] == {"non-delivery": 2}
     assert result["tls"]["inbound"]["by_protocol"] == {"TLSv1.3": 1}
     assert result["tls"]["outbound"]["by_trust"] == {"Trusted": 1}
@@ -102,7 +104,13 @@ def test_rejects_auth_and_problems(result: dict) -> None:
 
 def test_coverage(result: dict) -> None:
     c = result["coverage"]
-    assert (c["lines"], c["recognised"], c["unrecognised"], c["malformed"], c["other_programs"]) == (77, 76, 0, 0, 1)
+    assert (c["lines"], c["recognised"], c["unrecognised"], c["malformed"], c["other_programs"]) == (
+        77,
+        76,
+        0,
+        0,
+        1,
+    )
 
 
 def test_date_selection(mixed_log: Path) -> None:

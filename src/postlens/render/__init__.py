@@ -12,12 +12,16 @@ from typing import Any
 
 FORMATS = ("text", "json", "markdown", "html")
 
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 and C1 controls, and the bidirectional overrides that make text display other than it reads
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def clean(value: object) -> str:
     """Log text made safe for a terminal: control characters shown as \\xNN, never passed on."""
-    return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
+    return _CONTROL_RE.sub(
+        lambda m: f"\\u{ord(m.group()):04x}" if ord(m.group()) > 0xFF else f"\\x{ord(m.group()):02x}",
+        str(value),
+    )
 
 
 @dataclass(slots=True)

@@ -133,7 +133,8 @@ def _smtpd(r: dict[str, Any], o: RenderOptions, out: list[str]) -> None:
     out.append(" connections  time conn.  avg./conn.  max. time  host/domain")
     for d in limit(s["by_domain"], o.top_hosts):
         out.append(
-            f" {d['connections']:11d} {d['seconds']:11d} {d['avg']:11.1f} {d['max']:10d}  {clean(d['domain'])}"
+            f" {d['connections']:11d} {d['seconds']:11d} {d['avg']:11.1f} {d['max']:10d}"
+            f"  {clean(d['domain'])}"
         )
 
 

@@ -1,0 +1,67 @@
+"""Properties that must hold for any input, checked with Hypothesis."""
+
+import copy
+import json
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from postlens.events import EventParser
+from postlens.lines import LineParser, YearGuess, zone
+from postlens.pipeline import Analysis, Settings
+from postlens.render import render
+
+MIXED = (Path(__file__).parents[1] / "data" / "mixed.log").read_text().splitlines()
+UTC = zone("UTC")
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=300))
+def test_any_bytes_as_a_line_never_raise(raw: bytes) -> None:
+    text = raw.decode("utf-8", "replace")
+    a = Analysis(Settings(year=2026, tz="UTC"))
+    a.read([text, "Nov  5 10:00:00 mx postfix/smtpd[1]: " + text], a.line_parser_for(None))
+    render(a.finish(), "text")
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=200))
+def test_any_payload_of_any_daemon_parses(payload: str) -> None:
+    parser = LineParser(YearGuess(2026, None, UTC), UTC)
+    events = EventParser()
+    for daemon in ("smtpd", "qmgr", "cleanup", "smtp", "postscreen", "bounce", "pickup", "local", "master"):
+        line = parser.parse(f"Nov  5 10:00:00 mx postfix/{daemon}[1]: {payload}")
+        if line is not None:
+            events.parse(line)
+    line = parser.parse(f"Nov  5 10:00:00 mx dovecot: {payload}")
+    if line is not None:
+        events.parse(line)
+
+
+def split_run(lines: list[str], cuts: list[int]) -> str:
+    """Read ``lines`` as consecutive chunks and merge them, as -j N and the cluster engine do."""
+    settings_ = Settings(year=2026, tz="UTC")
+    bounds = [0, *cuts, len(lines)]
+    years = YearGuess(2026, None, UTC)
+    whole: Analysis | None = None
+    for i in range(len(bounds) - 1):
+        part = Analysis(settings_, first=i == 0)
+        parser = LineParser(copy.copy(years), UTC)
+        part.read(lines[bounds[i] : bounds[i + 1]], parser, (0, i))
+        years = parser.years
+        if whole is None:
+            whole = part
+        else:
+            whole.merge(part)
+    assert whole is not None
+    return json.dumps(whole.finish(), sort_keys=True)
+
+
+ONE_PASS = split_run(MIXED, [])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=len(MIXED) - 1), min_size=1, max_size=6, unique=True))
+def test_splitting_at_any_lines_and_merging_equals_one_pass(cuts: list[int]) -> None:
+    assert split_run(MIXED, sorted(cuts)) == ONE_PASS
