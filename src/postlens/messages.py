@@ -44,7 +44,9 @@ from postlens.events import (
     SessionProblem,
 )
 
-LINK_WINDOW = 900.0  # seconds a removed loopback-client message waits for its hop link
+# Seconds of log time a removed loopback-client message waits for a hop to name it. The
+# filter answers the hop right after re-injecting, so the link comes within its reply time.
+LINK_WINDOW = 300.0
 
 _QUEUED_AS_RE = re.compile(r"queued as ([0-9A-Za-z]+)")
 
@@ -99,6 +101,7 @@ class Message:
     headless: bool = False  # its first lines are not in the log
     ended: str = ENDED_OPEN
     reinjected: bool = False
+    link_pending: bool = False  # handed on, but whether it is a re-injection is not known yet
 
     @property
     def complete(self) -> bool:
@@ -115,6 +118,32 @@ class Message:
     @property
     def size(self) -> int | None:
         return self.queued.size if self.queued is not None else None
+
+    def arrived(self) -> Arrived:
+        """The little a message still needs while it waits for a hop link."""
+        a = self.arrival
+        return Arrived(
+            self.host, self.qid, self.first_ts, self.last_ts, self.origin, self.sender, self.size,
+            a.client_host if a is not None else "", a.client_ip if a is not None else "",
+            self.reinjected,
+        )  # fmt: skip
+
+
+@dataclass(slots=True)
+class Arrived:
+    """A finished message held for a late hop link: only what counting its arrival needs."""
+
+    host: str
+    qid: str
+    first_ts: float
+    last_ts: float
+    origin: str
+    sender: str | None
+    size: int | None
+    client_host: str
+    client_ip: str
+    reinjected: bool = False
+    ended: str = ENDED_REMOVED
 
 
 @dataclass(slots=True)
@@ -144,21 +173,29 @@ _KINDS: dict[type, int] = {
 
 
 class Correlator:
-    """Assembles messages and sessions; calls ``on_message``/``on_session`` when one is done."""
+    """Assembles messages and sessions; calls ``on_message``/``on_session`` when one is done.
+
+    A finished message from a loopback client that no hop has named yet is handed on with
+    ``link_pending`` set, then held (trimmed to what its arrival needs) until a hop names
+    it or the link window passes; ``on_settled`` then says which it was.
+    """
 
     def __init__(
         self,
         on_message: Callable[[Message], None],
         on_session: Callable[[Session], None],
+        on_settled: Callable[[Arrived], None],
         first: bool = True,
     ) -> None:
         self.on_message = on_message
         self.on_session = on_session
+        self.on_settled = on_settled
         self.first = first
         self.open: dict[MessageKey, Message] = {}
         self.sessions: dict[SessionKey, Session] = {}
-        self.candidates: dict[tuple[str, str], Message] = {}  # loopback arrivals by (host, qid)
-        self.held: list[tuple[float, int, Message]] = []  # removed candidates by deadline
+        # loopback arrivals by (host, qid): open messages, and finished ones held for a link
+        self.candidates: dict[tuple[str, str], Message | Arrived] = {}
+        self.held: list[tuple[float, int, Arrived]] = []  # held candidates by deadline
         self._seq = 0
         self.runmax = float("-inf")
         # events about keys this chunk did not see start: (running max time, what, key, payload)
@@ -247,17 +284,19 @@ class Correlator:
         self.open[key] = msg
         return msg
 
-    def _add_candidate(self, msg: Message) -> None:
+    def _add_candidate(self, msg: Message | Arrived) -> None:
         ck = (msg.host, msg.qid)
         old = self.candidates.get(ck)
         if old is not None and old.ended != ENDED_OPEN:
-            self.on_message(old)  # a held message gives way to a new one with its queue ID
+            self._settle(old)  # a held message gives way to a new one with its queue ID
         self.candidates[ck] = msg
 
     def _link(self, ck: tuple[str, str], ev: object) -> None:
         msg = self.candidates.get(ck)
         if msg is not None:
             msg.reinjected = True
+            if msg.ended != ENDED_OPEN:
+                self._settle(msg)
         elif not self.first:
             self.head.append((self.runmax, _LINK, ck, ev))
 
@@ -283,11 +322,20 @@ class Correlator:
         ck = (msg.host, msg.qid)
         if self.candidates.get(ck) is msg:
             if not msg.reinjected:
+                msg.link_pending = True
+                self.on_message(msg)
+                held = self.candidates[ck] = msg.arrived()
                 self._seq += 1
-                heapq.heappush(self.held, (msg.last_ts + LINK_WINDOW, self._seq, msg))
+                heapq.heappush(self.held, (msg.last_ts + LINK_WINDOW, self._seq, held))
                 return
             del self.candidates[ck]
         self.on_message(msg)
+
+    def _settle(self, held: Message | Arrived) -> None:
+        """A held message's link question is answered (``held.reinjected``)."""
+        del self.candidates[(held.host, held.qid)]
+        assert isinstance(held, Arrived)
+        self.on_settled(held)
 
     def _finish(self, msg: Message) -> None:
         """Hand on a message whose end is not in the log."""
@@ -301,10 +349,8 @@ class Correlator:
         held = self.held
         while held and held[0][0] < now:
             msg = heapq.heappop(held)[2]
-            ck = (msg.host, msg.qid)
-            if self.candidates.get(ck) is msg:
-                del self.candidates[ck]
-                self.on_message(msg)
+            if self.candidates.get((msg.host, msg.qid)) is msg:
+                self._settle(msg)
 
     # -- sessions --------------------------------------------------------------
 
@@ -358,7 +404,7 @@ class Correlator:
         self.open.clear()
         for _, _, msg in sorted(self.held, key=lambda h: h[:2]):
             if self.candidates.get((msg.host, msg.qid)) is msg:
-                self.on_message(msg)
+                self._settle(msg)
         self.held.clear()
         self.candidates.clear()
 

@@ -44,7 +44,7 @@ class Analysis:
             settings.syslog_name, settings.report.verp_mung, settings.report.ignore_case
         )
         self.events = EventParser(settings.syslog_name)
-        self.correlator = Correlator(self._message, self.report.add_session, first)
+        self.correlator = Correlator(self._message, self.report.add_session, self.report.settle, first)
 
     def _message(self, msg: Any) -> None:
         self.report.add_message(msg)

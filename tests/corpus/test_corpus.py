@@ -10,18 +10,12 @@ from pathlib import Path
 import pytest
 
 import postlens
+from postlens.analyses.pflogsumm import as_printed, parse_grand_totals
 from postlens.events import EventParser, Unknown
 from postlens.lines import KIND_POSTFIX, LineParser, YearGuess, zone
 from postlens.render import render
 from tests.property.test_properties import split_run
 
-GRAND = {
-    "received": "received", "delivered": "delivered", "forwarded": "forwarded", "deferred": "deferred",
-    "bounced": "bounced", "rejected": "rejected", "reject warnings": "reject_warnings", "held": "held",
-    "discarded": "discarded", "bytes received": "bytes_received", "bytes delivered": "bytes_delivered",
-    "senders": "senders", "sending hosts/domains": "sending_hosts_domains", "recipients": "recipients",
-    "recipient hosts/domains": "recipient_hosts_domains",
-}  # fmt: skip
 # pflogsumm remembers a queue ID's size for ever; where a log reuses queue IDs it skips the
 # second message's size and gives it the first one's. postlens does not copy that.
 SIZE_FIELDS = {"bytes_received", "bytes_delivered", "senders", "sending_hosts_domains"}
@@ -62,28 +56,6 @@ def test_whole_corpus_reports_without_error(corpus: Path) -> None:
     render(result, "html")
 
 
-def pflogsumm_totals(pflogsumm: str, path: Path) -> dict[str, tuple[int, str]]:
-    out = subprocess.run([pflogsumm, str(path)], capture_output=True, text=True, errors="replace").stdout
-    totals: dict[str, tuple[int, str]] = {"deferrals": (0, " ")}
-    for line in out.split("Per-Hour")[0].splitlines():
-        m = re.match(r"\s*(\d+)([km ])\s+(.+?)(?:\s+\(.*)?$", line)
-        if m and m.group(3) in GRAND:
-            totals[GRAND[m.group(3)]] = (int(m.group(1)), m.group(2))
-        m = re.search(r"\((\d+)([km ]?)\s*deferrals\)", line)
-        if m:
-            totals["deferrals"] = (int(m.group(1)), m.group(2) or " ")
-    return totals
-
-
-def as_printed(n: int) -> tuple[int, str]:
-    """A number the way pflogsumm prints it."""
-    if n > 536870912:
-        return n // 1048576, "m"
-    if n > 524288:
-        return n // 1024, "k"
-    return n, " "
-
-
 def reuses_queue_ids(path: Path) -> bool:
     removed: set[str] = set()
     for line in path.read_text(errors="replace").splitlines():
@@ -99,7 +71,8 @@ def reuses_queue_ids(path: Path) -> bool:
 def test_pflogsumm_view_equals_pflogsumm(corpus: Path, pflogsumm: str) -> None:
     mismatches = []
     for path in logs(corpus):
-        theirs = pflogsumm_totals(pflogsumm, path)
+        report = subprocess.run([pflogsumm, str(path)], capture_output=True, text=True, errors="replace")
+        theirs = parse_grand_totals(report.stdout)
         ours, _ = postlens.report([str(path)], year=2024)
         skip = SIZE_FIELDS if reuses_queue_ids(path) else set()
         for field, value in theirs.items():

@@ -176,3 +176,36 @@ class PflogsummTotals:
         out["rejected_percent"] = int(out["rejected"] / total * 100) if total else 0
         out["discarded_percent"] = int(out["discarded"] / total * 100) if total else 0
         return out
+
+
+_PRINTED_NAMES = {
+    "received": "received", "delivered": "delivered", "forwarded": "forwarded", "deferred": "deferred",
+    "bounced": "bounced", "rejected": "rejected", "reject warnings": "reject_warnings", "held": "held",
+    "discarded": "discarded", "bytes received": "bytes_received", "bytes delivered": "bytes_delivered",
+    "senders": "senders", "sending hosts/domains": "sending_hosts_domains", "recipients": "recipients",
+    "recipient hosts/domains": "recipient_hosts_domains",
+}  # fmt: skip
+_PRINTED_RE = re.compile(r"\s*(\d+)([km ])\s+(.+?)(?:\s+\(.*)?$")
+_DEFERRALS_RE = re.compile(r"\((\d+)([km ]?)\s*deferrals\)")
+
+
+def as_printed(n: int) -> tuple[int, str]:
+    """A number as pflogsumm prints it: above 512k in k, above 512m in m, truncated."""
+    if n > 536870912:
+        return n // 1048576, "m"
+    if n > 524288:
+        return n // 1024, "k"
+    return n, " "
+
+
+def parse_grand_totals(report: str) -> dict[str, tuple[int, str]]:
+    """The Grand Totals of a pflogsumm report, as (number, unit) pairs keyed like ``GRAND_TOTALS``."""
+    totals: dict[str, tuple[int, str]] = {"deferrals": (0, " ")}
+    for line in report.split("Per-Hour")[0].split("Per-Day")[0].splitlines():
+        m = _PRINTED_RE.match(line)
+        if m and m.group(3) in _PRINTED_NAMES:
+            totals[_PRINTED_NAMES[m.group(3)]] = (int(m.group(1)), m.group(2))
+        d = _DEFERRALS_RE.search(line)
+        if d:
+            totals["deferrals"] = (int(d.group(1)), d.group(2) or " ")
+    return totals

@@ -34,7 +34,7 @@ from postlens.events import (
     Tls,
 )
 from postlens.lines import KIND_POSTFIX
-from postlens.messages import ENDED_ABORTED, ENDED_OPEN, Message, Session, hop_target
+from postlens.messages import ENDED_ABORTED, ENDED_OPEN, Arrived, Message, Session, hop_target
 
 TOTAL_FIELDS = (
     "received", "delivered", "forwarded", "deferred", "deferrals", "bounced", "expired",
@@ -270,16 +270,14 @@ class Report:
         if msg.ended == ENDED_ABORTED:
             state["aborted"] += 1
             return
-        if msg.reinjected:
-            state["reinjected"] += 1
+        if not msg.link_pending:
+            self.settle(msg.arrived())
         span = self._span
         if -msg.first_ts > span.get("neg_first", -math.inf):
             span["neg_first"] = -msg.first_ts
         if msg.last_ts > span.get("last", -math.inf):
             span["last"] = msg.last_ts
         size = msg.size
-        if msg.origin and msg.queued is not None and not msg.reinjected:
-            self._received(msg, size or 0)
         if msg.expired is not None:
             self._totals["expired"] += 1
         if not msg.deliveries:
@@ -324,7 +322,14 @@ class Report:
         if deferred:
             totals["deferred"] += 1
 
-    def _received(self, msg: Message, size: int) -> None:
+    def settle(self, msg: Arrived) -> None:
+        """Count a message's arrival, once it is known whether it is a filter's re-injection."""
+        if msg.reinjected:
+            self._messages["reinjected"] += 1
+        elif msg.origin and msg.size is not None:
+            self._received(msg, msg.size)
+
+    def _received(self, msg: Arrived, size: int) -> None:
         self._totals["received"] += 1
         self._totals["bytes_received"] += size
         self._traffic[(int(msg.first_ts // 900), "received")] += 1
@@ -339,8 +344,7 @@ class Report:
         if at >= 0:
             dom = sender[at + 1 :]
         else:
-            a = msg.arrival
-            dom = norm.client_name(a.client_host, a.client_ip) if a is not None else "(local)"
+            dom = norm.client_name(msg.client_host, msg.client_ip) if msg.client_ip else "(local)"
         row = self._sdom.get(dom)
         if row is None:
             self._sdom[dom] = [1, size]
