@@ -17,7 +17,7 @@ from datetime import datetime, tzinfo
 from typing import Any, ClassVar
 
 from postlens.analyses import normalize as norm
-from postlens.analyses.tally import Tally, bump_max
+from postlens.analyses.tally import Tally, add_row, bump_max
 from postlens.events import (
     Arrival,
     AuthFailure,
@@ -253,12 +253,7 @@ class Report:
         dom = self._client_domain(sess.connect.client_host, sess.connect.client_ip)
         quarter = int(sess.disconnect.line.ts // 900)
         for name, key in (("conn_quarter", quarter), ("conn_dom", dom)):
-            row = t.vector(name).get(key)
-            if row is None:
-                t.vector(name)[key] = [1, secs]
-            else:
-                row[0] += 1
-                row[1] += secs
+            add_row(t.vector(name), key, 1, secs)
             bump_max(t.maximum(name), key, secs)
 
     def add_message(self, msg: Message) -> None:
@@ -334,23 +329,13 @@ class Report:
         self._totals["bytes_received"] += size
         self._traffic[(int(msg.first_ts // 900), "received")] += 1
         sender = self._addr(msg.sender or "")
-        row = self._senders.get(sender)
-        if row is None:
-            self._senders[sender] = [1, size]
-        else:
-            row[0] += 1
-            row[1] += size
+        add_row(self._senders, sender, 1, size)
         at = sender.rfind("@")
         if at >= 0:
             dom = sender[at + 1 :]
         else:
             dom = norm.client_name(msg.client_host, msg.client_ip) if msg.client_ip else "(local)"
-        row = self._sdom.get(dom)
-        if row is None:
-            self._sdom[dom] = [1, size]
-        else:
-            row[0] += 1
-            row[1] += size
+        add_row(self._sdom, dom, 1, size)
 
     def _delivered(self, d: Delivery, addr: str, dom: str, row: list[int], size: int | None,
                    notice: bool, msg: Message) -> None:  # fmt: skip
@@ -364,12 +349,7 @@ class Report:
             size = 0
         else:
             self._totals["bytes_delivered"] += size
-        urow = self._recipients.get(addr)
-        if urow is None:
-            self._recipients[addr] = [1, size]
-        else:
-            urow[0] += 1
-            urow[1] += size
+        add_row(self._recipients, addr, 1, size)
         delay = centis(d.delay)
         row[0] += 1
         row[1] += size

@@ -87,3 +87,13 @@ def bump_max(d: dict[Hashable, Any], key: Hashable, value: Any) -> None:
     old = d.get(key)
     if old is None or value > old:
         d[key] = value
+
+
+def add_row(rows: dict[Hashable, list[int]], key: Hashable, *values: int) -> None:
+    """Add ``values`` column by column to the row ``key`` of a vector, creating it if new."""
+    row = rows.get(key)
+    if row is None:
+        rows[key] = list(values)
+    else:
+        for i, v in enumerate(values):
+            row[i] += v
