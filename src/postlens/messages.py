@@ -180,6 +180,8 @@ class Correlator:
     it or the link window passes; ``on_settled`` then says which it was.
     """
 
+    KINDS = frozenset(_KINDS)
+
     def __init__(
         self,
         on_message: Callable[[Message], None],

@@ -7,14 +7,14 @@ into chunks, files or cluster partitions and still give one pass's answer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from postlens.analyses.pflogsumm import PflogsummTotals
 from postlens.analyses.report import Report, ReportOptions
 from postlens.errors import InputError
-from postlens.events import EventParser, Unknown
+from postlens.events import EVENT_TYPES, EventParser, Unknown
 from postlens.lines import LineParser, YearGuess, zone
 from postlens.messages import Correlator
 from postlens.sources import Source, expand, iter_lines, open_source
@@ -45,6 +45,22 @@ class Analysis:
         )
         self.events = EventParser(settings.syslog_name)
         self.correlator = Correlator(self._message, self.report.add_session, self.report.settle, first)
+        self._consumers = self._route()
+
+    def _route(self) -> dict[type, tuple[Callable[[Any], None], ...]]:
+        """Which stages want which event type, decided once: most lines concern one or none."""
+        routes: dict[type, tuple[Callable[[Any], None], ...]] = {}
+        for kind in EVENT_TYPES:
+            wanted: list[Callable[[Any], None]] = []
+            if kind in Correlator.KINDS:
+                wanted.append(self.correlator.feed)
+            if kind in Report.HANDLED:
+                wanted.append(self.report.feed)
+            if kind in PflogsummTotals.HANDLED:
+                wanted.append(self.pflogsumm.feed)
+            if wanted:
+                routes[kind] = tuple(wanted)
+        return routes
 
     def _message(self, msg: Any) -> None:
         self.report.add_message(msg)
@@ -61,9 +77,7 @@ class Analysis:
         """Feed text lines through the pipeline. ``order`` places them among other stretches."""
         parse = parser.parse
         parse_event = self.events.parse
-        feed_correlator = self.correlator.feed
-        feed_report = self.report.feed
-        feed_pflogsumm = self.pflogsumm.feed
+        consumers = self._consumers
         report = self.report
         start, end = self.settings.start, self.settings.end
         period = start is not None or end is not None
@@ -86,14 +100,14 @@ class Analysis:
             if ev is None:
                 foreign += 1
                 continue
-            if type(ev) is Unknown:
+            kind = type(ev)
+            if kind is Unknown:
                 unknown += 1
                 report.unrecognised((*order, n), text[:300])
-            else:
-                recognised += 1
-            feed_correlator(ev)
-            feed_report(ev)
-            feed_pflogsumm(ev)
+                continue
+            recognised += 1
+            for consume in consumers.get(kind, ()):
+                consume(ev)
         report.coverage(
             lines=n - blank,
             malformed=malformed,

@@ -73,6 +73,8 @@ class CommandNames:
 
 
 class PflogsummTotals:
+    HANDLED = frozenset((Reject, Arrival, Pickup))
+
     def __init__(self, syslog_name: str | None = None, verp_mung: int = 0,
                  ignore_case: bool = False) -> None:  # fmt: skip
         self.names = CommandNames(syslog_name)

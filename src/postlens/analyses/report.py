@@ -210,6 +210,8 @@ class Report:
         ConnectFailure: _connect_failure,
     }
 
+    HANDLED = frozenset(_handlers)
+
     def _reject_who(self, ev: Reject) -> str:
         reason = ev.reason
         if reason.startswith("Sender address rejected"):

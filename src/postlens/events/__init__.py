@@ -38,11 +38,40 @@ from postlens.events.postfix import parse_reply, postfix_parser
 from postlens.lines import KIND_DOVECOT, KIND_FOREIGN, KIND_POSTFIX, Line, Tag, TagReader
 
 __all__ = [
-    "Arrival", "AuthFailure", "Connect", "ConnectFailure", "Delivery", "Diagnostic", "Disconnect", "Event",
-    "EventParser", "Expired", "Info", "Login", "MasterMessage", "MessageId", "Notice", "Pickup",
-    "QueueAction", "Queued", "Reject", "Removed", "Screen", "SessionProblem", "Tls", "Unknown",
+    "EVENT_TYPES",
+    "Arrival",
+    "AuthFailure",
+    "Connect",
+    "ConnectFailure",
+    "Delivery",
+    "Diagnostic",
+    "Disconnect",
+    "Event",
+    "EventParser",
+    "Expired",
+    "Info",
+    "Login",
+    "MasterMessage",
+    "MessageId",
+    "Notice",
+    "Pickup",
+    "QueueAction",
+    "Queued",
+    "Reject",
+    "Removed",
+    "Screen",
+    "SessionProblem",
+    "Tls",
+    "Unknown",
     "parse_reply",
 ]  # fmt: skip
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    Arrival, AuthFailure, Connect, ConnectFailure, Delivery, Diagnostic, Disconnect, Expired, Info,
+    Login, MasterMessage, MessageId, Notice, Pickup, QueueAction, Queued, Reject, Removed, Screen,
+    SessionProblem, Tls, Unknown,
+)  # fmt: skip
 
 
 def _info(line: Line, tag: Tag, payload: str) -> Event:
