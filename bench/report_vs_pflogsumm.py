@@ -70,7 +70,9 @@ def main() -> int:
     if args.from_lab or log is None:
         log = Path(tmp) / "bench.log"
         maker = ROOT / "tests" / "lab" / "make_bench_log.py"
-        subprocess.run([sys.executable, str(maker), "--from-lab", str(log), "--lines", str(args.lines)], check=True)
+        subprocess.run(
+            [sys.executable, str(maker), "--from-lab", str(log), "--lines", str(args.lines)], check=True
+        )
     n_lines = sum(1 for _ in log.open("rb"))
     size_mb = log.stat().st_size / 1e6
     print(f"log: {log} ({n_lines} lines, {size_mb:.1f} MB)")

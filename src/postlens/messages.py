@@ -56,6 +56,10 @@ ENDED_REMOVED = "removed"
 ENDED_REJECTED = "rejected"
 ENDED_ABORTED = "aborted"
 ENDED_DELETED = "deleted"
+ENDED_DISCARDED = "discarded"
+
+# smtpd actions that keep a message (in the hold queue) or accept and drop it
+_POLICIES = {"hold": "hold", "milter-hold": "hold", "discard": "discard", "milter-discard": "discard"}
 
 
 def is_loopback(ip: str) -> bool:
@@ -100,6 +104,7 @@ class Message:
     expired: Expired | None = None
     headless: bool = False  # its first lines are not in the log
     ended: str = ENDED_OPEN
+    policy: str = ""  # "hold" or "discard" when smtpd or cleanup said so
     reinjected: bool = False
     link_pending: bool = False  # handed on, but whether it is a re-injection is not known yet
 
@@ -113,6 +118,9 @@ class Message:
             return self.queued.sender
         if self.pickup is not None:
             return self.pickup.sender
+        for action in self.actions:  # a held or discarded message never reaches qmgr
+            if action.sender or action.recipient:
+                return action.sender
         return None
 
     @property
@@ -125,7 +133,7 @@ class Message:
         return Arrived(
             self.host, self.qid, self.first_ts, self.last_ts, self.origin, self.sender, self.size,
             a.client_host if a is not None else "", a.client_ip if a is not None else "",
-            self.reinjected,
+            self.policy, self.reinjected,
         )  # fmt: skip
 
 
@@ -142,8 +150,14 @@ class Arrived:
     size: int | None
     client_host: str
     client_ip: str
+    policy: str
     reinjected: bool = False
     ended: str = ENDED_REMOVED
+
+    @property
+    def entered(self) -> bool:
+        """Whether this was a message entering the mail system (queued, held, or accepted and dropped)."""
+        return bool(self.origin) and (self.size is not None or self.policy != "")
 
 
 @dataclass(slots=True)
@@ -155,6 +169,7 @@ class Session:
     disconnect: Disconnect | None = None
     messages: list[Message] = field(default_factory=list)
     problem_after: str = ""
+    policy: Reject | None = None  # a NOQUEUE hold/discard for the transaction's coming message
     headless: bool = False
 
 
@@ -221,6 +236,8 @@ class Correlator:
     def _message_event(self, ev: Event, replay: bool = False) -> None:
         qid: str = ev.qid  # type: ignore[attr-defined]
         if not qid:
+            if type(ev) is Reject and ev.action in _POLICIES and ev.tag.daemon == "smtpd":
+                self._session_event(ev)
             return
         line = ev.line
         kind = type(ev)
@@ -272,6 +289,9 @@ class Correlator:
             msg.expired = ev
         elif kind is Reject:
             msg.actions.append(ev)
+            policy = _POLICIES.get(ev.action)
+            if policy:
+                msg.policy = policy
             if ev.action in ("reject", "milter-reject") and (
                 ev.tag.daemon == "cleanup" or ev.stage in ("END-OF-MESSAGE", "DATA")
             ):
@@ -307,9 +327,16 @@ class Correlator:
         skey = (line.host, line.program, line.pid)
         sess = self.sessions.get(skey)
         if sess is not None:
-            sess.messages.append(msg)
+            self._join(sess, msg)
         elif not self.first:
             self.head.append((self.runmax, _ATTACH, skey, msg))
+
+    def _join(self, sess: Session, msg: Message) -> None:
+        sess.messages.append(msg)
+        if sess.policy is not None:
+            msg.policy = _POLICIES[sess.policy.action]
+            msg.actions.append(sess.policy)
+            sess.policy = None
 
     def _unlist(self, msg: Message) -> None:
         key = (msg.host, msg.instance, msg.qid)
@@ -373,6 +400,8 @@ class Correlator:
             self.sessions[key] = sess
         if isinstance(ev, SessionProblem):
             sess.problem_after = ev.after
+        elif isinstance(ev, Reject):
+            sess.policy = ev
         elif isinstance(ev, Disconnect):
             sess.disconnect = ev
             self._end_session(sess)
@@ -386,7 +415,10 @@ class Correlator:
             for msg in sess.messages:
                 if msg.ended != ENDED_OPEN or msg.queued is not None:
                     continue
-                if msg.message_id is None or (msg is last and sess.problem_after in ("DATA", "BDAT")):
+                if msg.policy == "discard":
+                    msg.ended = ENDED_DISCARDED
+                    self._close(msg)
+                elif msg.message_id is None or (msg is last and sess.problem_after in ("DATA", "BDAT")):
                     msg.ended = ENDED_ABORTED
                     self._close(msg)
         self.on_session(sess)
@@ -454,6 +486,6 @@ class Correlator:
             else:
                 sess = self.sessions.get(key)  # type: ignore[arg-type]
                 if sess is not None:
-                    sess.messages.append(item)  # type: ignore[arg-type]
+                    self._join(sess, item)  # type: ignore[arg-type]
                 elif not self.first:
                     self.head.append((runmax, what, key, item))

@@ -323,8 +323,8 @@ class Report:
         """Count a message's arrival, once it is known whether it is a filter's re-injection."""
         if msg.reinjected:
             self._messages["reinjected"] += 1
-        elif msg.origin and msg.size is not None:
-            self._received(msg, msg.size)
+        elif msg.entered:
+            self._received(msg, msg.size or 0)
 
     def _received(self, msg: Arrived, size: int) -> None:
         self._totals["received"] += 1
