@@ -113,3 +113,14 @@ def test_detail_limits_rows() -> None:
     r = run("--format", "text", "-u", "1", str(MIXED))
     section = r.output.split("Recipients by message count")[1].split("\n\n")[0]
     assert len([line for line in section.splitlines() if line.startswith(" ") and "@" in line]) == 1
+
+
+def test_zero_fill_shows_days_without_traffic(tmp_path: Path) -> None:
+    log = tmp_path / "mail.log"
+    lines = MIXED.read_text().splitlines()
+    later = [line.replace("Nov  5", "Nov  8", 1) for line in lines if "smtpd[160]" in line]
+    log.write_text("\n".join(lines + later) + "\n")
+    plain = run(str(log)).output
+    filled = run("--zero-fill", str(log)).output
+    assert "2026-11-06" not in plain
+    assert "2026-11-06" in filled and "2026-11-07" in filled

@@ -59,3 +59,20 @@ def render(result: dict[str, Any], fmt: str, options: RenderOptions | None = Non
     from postlens.render.text import render_text
 
     return render_text(result, options)
+
+
+def per_day_rows(result: dict[str, Any], zero_fill: bool) -> list[dict[str, Any]]:
+    """The per-day rows; with ``zero_fill`` every calendar day from the first to the last."""
+    rows = result["per_day"]
+    if not zero_fill or not rows:
+        return rows
+    from datetime import date, timedelta
+
+    have = {row["date"]: row for row in rows}
+    day, last = date.fromisoformat(rows[0]["date"]), date.fromisoformat(rows[-1]["date"])
+    filled = []
+    while day <= last:
+        key = day.isoformat()
+        filled.append(have.get(key) or {"date": key, **{k: 0 for k in rows[0] if k != "date"}})
+        day += timedelta(days=1)
+    return filled

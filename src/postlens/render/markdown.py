@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from postlens.render import RenderOptions, clean, limit
+from postlens.render import RenderOptions, clean, limit, per_day_rows
 
 Kind = Literal["text", "int", "secs"]
 NUMERIC: frozenset[Kind] = frozenset({"int", "secs"})
@@ -165,10 +165,10 @@ def _grand_totals(r: dict[str, Any]) -> Section:
     return Section("grand-totals", "Grand Totals", blocks)
 
 
-def _per_day(r: dict[str, Any]) -> Section | None:
+def _per_day(r: dict[str, Any], o: RenderOptions) -> Section | None:
     if len(r["per_day"]) <= 1:
         return None
-    rows = _rows(r["per_day"], "date", *TRAFFIC)
+    rows = _rows(per_day_rows(r, o.zero_fill), "date", *TRAFFIC)
     blocks = _traffic_figure("messages per day", [row[0] for row in rows], rows)
     blocks.append(Table(_cols("date", *(f"{f}:int" for f in TRAFFIC)), rows))
     return Section("per-day", "Per-Day Traffic Summary", blocks)
@@ -403,7 +403,7 @@ def report_sections(r: dict[str, Any], o: RenderOptions) -> list[Section]:
     """The report in pflogsumm 1.1.5's order, then postlens's own sections."""
     problems = _problems(r, o.detail)
     main = [
-        _per_day(r),
+        _per_day(r, o),
         _per_hour(r),
         _domains("delivery-domains", "Host/Domain Summary: Message Delivery", r["delivery_domains"],
                  _DELIVERY, o.top_hosts),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from postlens.render import RenderOptions, clean, limit
+from postlens.render import RenderOptions, clean, limit, per_day_rows
 
 _TRAFFIC = ("received", "delivered", "deferred", "bounced", "rejected")
 
@@ -73,13 +73,13 @@ def _grand_totals(r: dict[str, Any], out: list[str]) -> None:
     )
 
 
-def _per_day(r: dict[str, Any], out: list[str]) -> None:
+def _per_day(r: dict[str, Any], o: RenderOptions, out: list[str]) -> None:
     if len(r["per_day"]) <= 1:
         return
     _title(out, "Per-Day Traffic Summary")
     out.append("    date          received  delivered   deferred    bounced     rejected")
     out.append("    " + "-" * 68)
-    for row in r["per_day"]:
+    for row in per_day_rows(r, o.zero_fill):
         out.append(f"    {row['date']}  " + "".join(f"{_units(row[f]):>11}" for f in _TRAFFIC))
 
 
@@ -276,7 +276,7 @@ def render_text(r: dict[str, Any], o: RenderOptions) -> str:
         _smtpd(r, o, out)
     if o.problems_first:
         _problems(r, o, out)
-    _per_day(r, out)
+    _per_day(r, o, out)
     _per_hour(r, out)
     _delivery_domains(r, o, out)
     _receiving_domains(r, o, out)
