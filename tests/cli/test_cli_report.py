@@ -1,6 +1,7 @@
 import gzip
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -73,13 +74,42 @@ def test_bad_inputs_exit_2_and_good_ones_still_count(tmp_path: Path) -> None:
     assert json.loads(r.stdout)["totals"]["received"] == 3
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
-def test_unreadable_file(tmp_path: Path) -> None:
-    path = tmp_path / "mail.log"
-    path.write_bytes(MIXED.read_bytes())
-    path.chmod(0)
-    r = run(str(path))
-    assert r.exit_code == 2 and "Permission denied" in r.stderr
+def test_unreadable_file() -> None:
+    """Root reads every file, so as root the command runs as nobody."""
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o755)
+        locked, good = Path(tmp) / "mail.log.1", Path(tmp) / "mail.log"
+        locked.write_bytes(MIXED.read_bytes())
+        locked.chmod(0)
+        good.write_bytes(MIXED.read_bytes())
+        good.chmod(0o644)
+        code, stderr, stdout = run_unprivileged("--format", "json", str(locked), str(good))
+    assert code == 2
+    assert stderr.strip() == f"postlens: {locked}: Permission denied"
+    assert json.loads(stdout)["totals"]["received"] == 3
+
+
+def run_unprivileged(*args: str) -> tuple[int, str, str]:
+    """Run the command in a child that dropped root, if we are root; (exit code, stderr, stdout)."""
+    if os.geteuid() != 0:
+        r = run(*args)
+        return r.exit_code, r.stderr, r.stdout
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: become nobody, run, report back, and leave without cleanup
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            r = run(*args)
+            os.write(write_end, json.dumps([r.exit_code, r.stderr, r.stdout]).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    code, stderr, stdout = json.loads(data)
+    return code, stderr, stdout
 
 
 def test_usage_errors() -> None:
