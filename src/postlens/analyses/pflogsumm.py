@@ -14,6 +14,7 @@ is reused it skips the second message's size; postlens keeps sizes per message.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -211,3 +212,24 @@ def parse_grand_totals(report: str) -> dict[str, tuple[int, str]]:
         if d:
             totals["deferrals"] = (int(d.group(1)), d.group(2) or " ")
     return totals
+
+
+# pflogsumm remembers a queue ID's size for ever: where Postfix reuses a queue ID, pflogsumm
+# skips the second message's size and charges its deliveries with the first one's. These are
+# the totals that can differ from postlens's pflogsumm view there.
+REUSE_AFFECTED = frozenset({"bytes_received", "bytes_delivered", "senders", "sending_hosts_domains"})
+_SIZE_OR_REMOVED_RE = re.compile(r"postfix[^:]*?/\w+\[\d+\]: ([0-9A-F]{6,}): (removed|from=<[^>]*>, size=)")
+
+
+def reuses_queue_ids(path: str | os.PathLike[str]) -> bool:
+    """Whether a (plain text) log gives a queue ID a size again after it was removed."""
+    removed: set[str] = set()
+    with open(path, errors="replace") as f:
+        for line in f:
+            m = _SIZE_OR_REMOVED_RE.search(line)
+            if m:
+                if m.group(2) == "removed":
+                    removed.add(m.group(1))
+                elif m.group(1) in removed:
+                    return True
+    return False
