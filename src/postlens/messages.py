@@ -46,7 +46,7 @@ from postlens.events import (
 
 # Seconds of log time a removed loopback-client message waits for a hop to name it. The
 # filter answers the hop right after re-injecting, so the link comes within its reply time.
-LINK_WINDOW = 300.0
+LINK_WINDOW = 120.0
 
 _QUEUED_AS_RE = re.compile(r"queued as ([0-9A-Za-z]+)")
 
