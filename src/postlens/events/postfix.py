@@ -102,19 +102,10 @@ _INFO_PREFIXES = (
     "Server certificate", "server certificate", "certificate verification", "Host offered",
     "discarding EHLO", "sender=<", "skipped, still being delivered", "breaking line",
     "cache ", "delivery temporarily suspended", "initializing the server-side TLS",
-    "Untrusted TLS", "Anonymous TLS", "Trusted TLS", "Verified TLS", "mail system",
-    "daemon started", "reload", "terminating on signal", "master exit time",
-    "starting the Postfix", "stopping the Postfix", "refreshing the Postfix",
-    "waiting for the Postfix", "the Postfix mail system", "Postfix is ", "Postfix is using",
-    "postfix/postlog", "client_", "dict_", "connection established", "DISCONNECT",
-    "CONNECT from", "PASS ", "NOQUEUE: lost connection", "redirect:", "Trusted", "proxy-",
-    "certificate", "subject_", "issuer_", "pkey_", "TLS ", "SSL_", "warning:",
-    "connect from", "Deleted:", "Placed on hold:", "Released from hold:", "Requeued:",
-    "address ", "auth=", "ehlo=", "Connection ", "Configuration ", "To disable ",
-    "To learn more", "See http", "using backwards-compatible", "Please ",
-    "backwards-compatible", "cannot ", "using ", "lookup ", "query ", "parameter ",
-    "table ", "connect ", "send ", "status=", "tls_", "Using ", "start ", "dnsbl",
-    "max ", "domain lookup", "numbers", "maillog_file", "using", "bad ", "sender ",
+    "Untrusted TLS", "Anonymous TLS", "Trusted TLS", "Verified TLS", "daemon started",
+    "reload -- version", "terminating on signal", "master exit time", "DISCONNECT",
+    "CONNECT from", "PASS ", "Deleted:", "Placed on hold:", "Released from hold:", "Requeued:",
+    "table ", "cannot load Certificate",
 )  # fmt: skip
 
 
@@ -417,7 +408,8 @@ _DEBUG_RE = re.compile(
     r"watchdog_|name_mask|event_|vstream_|auto_clnt|(?:match|permit|reject|check)_\w+:|[<>] \S+: |"
     r"\S+ socket: |\w+ = |mynetworks:|process generation|[\w ]+ -- exiting|end move|wakeup |"
     r"recipient limit|rewrite stream|Compiled against|Run-time linked|(?:before|after) \w+:|"
-    r"cleanup flags|initial envelope"
+    r"cleanup flags|initial envelope|extracted envelope|start (?:sorted|move)|connection established|"
+    r"fsspace:|\w+ stream disconnect"
 )
 
 
