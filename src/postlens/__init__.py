@@ -37,8 +37,12 @@ def report(
     verp_mung: int = 0,
     ignore_case: bool = False,
     rej_add_from: bool = False,
+    jobs: int = 1,
 ) -> tuple[dict[str, Any], list[InputError]]:
-    """Read the logs and return the report result and the inputs that could not be read."""
+    """Read the logs and return the report result and the inputs that could not be read.
+
+    ``jobs`` > 1 reads chunks of the log in that many processes; the result is the same.
+    """
     try:
         zone(tz)
     except Exception as e:  # zoneinfo raises several kinds for a bad name
@@ -54,4 +58,8 @@ def report(
         end=end,
         report=ReportOptions(verp_mung=verp_mung, ignore_case=ignore_case, rej_add_from=rej_add_from),
     )
+    if jobs > 1:
+        from postlens.parallel import analyse_parallel
+
+        return analyse_parallel(paths, settings, jobs)
     return analyse(paths, settings)

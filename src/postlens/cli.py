@@ -71,6 +71,14 @@ def _default_paths() -> list[str]:
 @click.option("--smtpd-stats", is_flag=True, help="Add SMTP connection statistics.")
 @click.option("--no-no-msg-size", "no_no_size", is_flag=True, help="Leave out 'Messages with no size data'.")
 @click.option("--sample", is_flag=True, help="Report on the bundled sample log.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Processes to read with; any number gives the same report.",
+)
 def report(paths: tuple[str, ...], fmt: str, output: str | None, sample: bool, **opts: Any) -> None:
     """A summary of the mail log: pflogsumm's report, counted right, and more.
 

@@ -23,6 +23,8 @@ MONTHS = {
     )
 }
 
+MONTH_NAMES = {i: m for m, i in MONTHS.items()}
+
 # Header formats, kept on each line because pflogsumm reads only two of them.
 FMT_CLASSIC = 1  # Nov 28 19:45:39 (also maillog_file)
 FMT_CLASSIC_FRACTION = 2  # journalctl short-precise
@@ -98,7 +100,7 @@ class YearGuess:
 class LineParser:
     """Parses lines of one source. Keeps per-source state: the year and caches."""
 
-    __slots__ = ("_hour_cache", "_iso_cache", "_stamps", "tz", "years")
+    __slots__ = ("_hour_cache", "_iso_cache", "_month", "_stamps", "tz", "years")
 
     def __init__(self, years: YearGuess, tz: tzinfo | None) -> None:
         self.tz = tz
@@ -106,11 +108,14 @@ class LineParser:
         self._hour_cache: dict[tuple[int, str, str, str], float] = {}
         self._iso_cache: dict[tuple[str, str, str | None], float] = {}
         self._stamps: dict[str, float] = {}  # "Nov 28 19:45" -> its epoch, for the fast path
+        # the month of the last year-less stamp: the fast path serves only that month, so
+        # the year guess sees every change of month, whichever path a line takes
+        self._month = ""
 
     def parse(self, text: str) -> Line | None:
         # fast path: a classic stamp whose minute was seen before, and a "program[pid]:" tag
         base = self._stamps.get(text[:12])
-        if base is not None and text[15:16] == " " and text[12:13] == ":":
+        if base is not None and text[15:16] == " " and text[12:13] == ":" and text[:3] == self._month:
             parts = text[16:].split(" ", 2)
             if len(parts) == 3:
                 tag = parts[1]
@@ -190,6 +195,7 @@ class LineParser:
 
     def _classic(self, month: int, day: str, hms: str) -> float | None:
         year = self.years.for_month(month)
+        self._month = MONTH_NAMES[month]
         key = (year, str(month), day, hms[:2])
         base = self._hour_cache.get(key)
         if base is None:
@@ -231,6 +237,15 @@ class LineParser:
         if frac:
             ts += float(frac[:10])
         return ts
+
+
+def classic_month(text: str) -> int:
+    """The month of a line with a year-less classic stamp (one the parser reads), else 0."""
+    if text.startswith("<"):
+        end = text.find(">", 1, 5)
+        text = text[end + 1 :] if end > 0 else text
+    m = _CLASSIC_RE.match(text)
+    return MONTHS.get(m.group(1), 0) if m is not None else 0
 
 
 def _epoch(dt: datetime, tz: tzinfo | None) -> float:

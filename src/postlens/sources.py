@@ -190,14 +190,22 @@ def _decode(src: Source, chunk: bytes) -> list[str]:
     return text.split("\n")
 
 
-def iter_lines(src: Source, stream: BinaryIO) -> Iterator[str]:
-    """Yield the text lines of a source; endings stripped, bad bytes replaced and counted."""
+def iter_lines(src: Source, stream: BinaryIO, limit: int | None = None) -> Iterator[str]:
+    """Yield the text lines of a source; endings stripped, bad bytes replaced and counted.
+
+    With ``limit``, read at most that many bytes (a chunk that ends at a line boundary).
+    """
     rest = b""
     first = True
     done = 0
+    left = limit
     try:
         while True:
-            block = stream.read(BLOCK)
+            if left is None:
+                block = stream.read(BLOCK)
+            else:
+                block = stream.read(min(BLOCK, left))
+                left -= len(block)
             if first:
                 first = False
                 if _looks_binary(block):

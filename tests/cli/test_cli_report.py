@@ -154,3 +154,10 @@ def test_zero_fill_shows_days_without_traffic(tmp_path: Path) -> None:
     filled = run("--zero-fill", str(log)).output
     assert "2026-11-06" not in plain
     assert "2026-11-06" in filled and "2026-11-07" in filled
+
+
+def test_jobs_give_the_same_report(tmp_path: Path) -> None:
+    one = run("--format", "json", str(MIXED))
+    two = run("--format", "json", "-j", "2", str(MIXED))
+    assert one.exit_code == two.exit_code == 0
+    assert one.output == two.output

@@ -18,6 +18,8 @@ import postfixlab
 import pytest
 
 from postlens.analyses.pflogsumm import REUSE_AFFECTED, as_printed, parse_grand_totals, reuses_queue_ids
+from postlens.parallel import analyse_parallel
+from postlens.pipeline import Settings, analyse
 
 TOTALS_FROM_TRUTH = (
     "received", "delivered", "forwarded", "deferred", "deferrals", "bounced", "expired", "rejected",
@@ -81,6 +83,11 @@ def test_report_equals_the_truth(fixture: str, request: pytest.FixtureRequest) -
     assert_pflogsumm_view_equals_pflogsumm(r, lab.log_path)
     assert_documented_differences(r, lab.truth)
     assert r["coverage"]["unrecognised"] == 0, r["coverage"]["unrecognised_examples"]
+    # split at many points, messages cut in two included, and read in two processes
+    one, _ = analyse([str(lab.log_path)], Settings())
+    for chunk_bytes in (4096, 65536):
+        many, _ = analyse_parallel([str(lab.log_path)], Settings(), jobs=2, chunk_bytes=chunk_bytes)
+        assert json.dumps(many, sort_keys=True) == json.dumps(one, sort_keys=True)
 
 
 def faked(offset: str) -> dict[str, str]:

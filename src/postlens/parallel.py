@@ -1,0 +1,180 @@
+"""parallel: read a log as chunks in worker processes and merge the partial results.
+
+Plain files are cut at line boundaries into chunks of about ``chunk_bytes``; compressed
+files and standard input are one chunk each. Every chunk is read by its own
+:class:`~postlens.pipeline.Analysis` (only the very first one knows it starts the log), and
+the partial results are merged in log order, which gives exactly what one pass gives.
+
+Year-less stamps need the year at each chunk's start: the month of each chunk's first
+classic stamp is read up front, and the year is carried from chunk to chunk by the same
+rule one pass applies line by line (a chunk would have to span more than half a year for
+the two to differ).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from postlens.errors import InputError
+from postlens.lines import MONTH_NAMES, LineParser, YearGuess, classic_month, zone
+from postlens.pipeline import Analysis, Settings
+from postlens.sources import Source, expand, iter_lines, open_source
+
+CHUNK_BYTES = 32 << 20
+
+
+@dataclass(slots=True)
+class Chunk:
+    source: Source
+    start: int
+    length: int | None  # None: to the end (compressed files, stdin)
+    years: YearGuess
+    first: bool
+
+
+def _is_plain(source: Source) -> bool:
+    if source.path == "-":
+        return False
+    try:
+        with open_source(source):
+            return not source.stats.pop("compression", 0)
+    except InputError:
+        return False
+
+
+def _year_states(source: Source, starts: list[int], years: YearGuess) -> list[YearGuess]:
+    """The year guess as one pass has it at each chunk start.
+
+    A year-less stamp moves the guess only when its month differs from the last one, so
+    only lines that start with another month name need a closer look.
+    """
+    tz = years.tz
+    states: list[YearGuess] = []
+    pending = list(starts)
+    current = b""
+    offset = 0
+    with open(source.path, "rb") as f:
+        for raw in f:
+            while pending and pending[0] <= offset:
+                pending.pop(0)
+                state = YearGuess(years.year, years.mtime, tz)
+                state.last_month = years.last_month
+                states.append(state)
+            offset += len(raw)
+            head = raw[:3]
+            if head == current or (not head[:1].isalpha() and head[:1] != b"<"):
+                continue
+            m = classic_month(raw.decode("utf-8", "replace"))
+            if m:
+                years.for_month(m)
+                current = MONTH_NAMES[m].encode()
+    while pending:
+        pending.pop(0)
+        state = YearGuess(years.year, years.mtime, tz)
+        state.last_month = years.last_month
+        states.append(state)
+    return states
+
+
+def _boundaries(source: Source, chunk_bytes: int) -> list[int]:
+    """Chunk starts: every ``chunk_bytes``, moved forward to the next line start."""
+    size = source.size or 0
+    starts = [0]
+    with open(source.path, "rb") as f:
+        pos = chunk_bytes
+        while pos < size:
+            f.seek(pos)
+            f.readline()
+            start = f.tell()
+            if start >= size:
+                break
+            if start > starts[-1]:
+                starts.append(start)
+            pos = start + chunk_bytes
+    return starts
+
+
+def plan(sources: list[Source], settings: Settings, chunk_bytes: int = CHUNK_BYTES) -> list[Chunk]:
+    """Cut the sources into chunks, each with the year guess its year-less stamps start from."""
+    chunks: list[Chunk] = []
+    tz = zone(settings.tz)
+    for source in sources:
+        years = YearGuess(settings.year, source.mtime, tz)
+        starts = _boundaries(source, chunk_bytes) if _is_plain(source) else [0]
+        if len(starts) == 1:
+            chunks.append(Chunk(source, 0, None, years, not chunks))
+            continue
+        ends = [*starts[1:], source.size or 0]
+        states = _year_states(source, starts, years)
+        for start, end, state in zip(starts, ends, states, strict=True):
+            chunks.append(Chunk(source, start, end - start, state, not chunks))
+    return chunks
+
+
+def read_chunk(settings: Settings, chunk: Chunk) -> tuple[Analysis, InputError | None]:
+    """Read one chunk into a fresh Analysis (runs in a worker process)."""
+    analysis = Analysis(settings, first=chunk.first)
+    parser = LineParser(chunk.years, analysis.tz)
+    source = replace(chunk.source, stats={})  # this chunk's own CRLF and UTF-8 counts
+    error = None
+    try:
+        stream = open_source(source)
+        try:
+            if chunk.start:
+                stream.seek(chunk.start)
+            analysis.read(iter_lines(source, stream, chunk.length), parser, (source.index, chunk.start))
+        finally:
+            stream.close()
+    except InputError as e:
+        error = e
+    analysis.report.coverage(
+        crlf=source.stats.get("crlf", 0), invalid_utf8=source.stats.get("invalid_utf8", 0)
+    )
+    return analysis, error
+
+
+def _read_chunk_star(args: tuple[Settings, Chunk]) -> tuple[Analysis, InputError | None]:
+    return read_chunk(*args)
+
+
+def _results(
+    chunks: list[Chunk], settings: Settings, jobs: int
+) -> Iterator[tuple[Analysis, InputError | None]]:
+    if jobs <= 1 or len(chunks) <= 1 or any(c.source.path == "-" for c in chunks):
+        for chunk in chunks:
+            yield read_chunk(settings, chunk)
+        return
+    context = multiprocessing.get_context("fork")
+    with context.Pool(min(jobs, len(chunks))) as pool:
+        yield from pool.imap(_read_chunk_star, [(settings, c) for c in chunks])
+
+
+def analyse_parallel(
+    paths: list[str], settings: Settings, jobs: int | None = None, chunk_bytes: int = CHUNK_BYTES
+) -> tuple[dict[str, Any], list[InputError]]:
+    """Like :func:`postlens.pipeline.analyse`, with the work spread over ``jobs`` processes."""
+    sources, problems = expand(paths)
+    jobs = jobs or os.cpu_count() or 1
+    chunks = plan(sources, settings, chunk_bytes)
+    whole: Analysis | None = None
+    failed: dict[str, str] = {}
+    for chunk, (part, error) in zip(chunks, _results(chunks, settings, jobs), strict=True):
+        if error is not None and chunk.source.name not in failed:
+            failed[chunk.source.name] = error.problem
+            problems.append(error)
+        if whole is None:
+            whole = part
+        else:
+            whole.merge(part)
+    if whole is None:
+        whole = Analysis(settings)
+    result = whole.finish()
+    seen = {s.name for s in sources}
+    result["inputs"] = [{"source": s.name, "error": failed.get(s.name)} for s in sources] + [
+        {"source": p.source, "error": p.problem} for p in problems if p.source not in seen
+    ]
+    return result, problems

@@ -1,0 +1,58 @@
+"""Reading a log in chunks, in several processes, gives the one-pass report byte for byte."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from postlens.parallel import analyse_parallel, plan
+from postlens.pipeline import Settings, analyse
+from postlens.sources import expand
+
+MIXED = Path(__file__).parents[1] / "data" / "mixed.log"
+
+
+def dump(result: dict) -> str:
+    return json.dumps(result, sort_keys=True)
+
+
+@pytest.mark.parametrize(("chunk_bytes", "jobs"), [(200, 1), (1000, 2), (3000, 3), (1 << 20, 2)])
+def test_chunks_give_the_one_pass_report(chunk_bytes: int, jobs: int) -> None:
+    settings = Settings(year=2026, tz="UTC")
+    one, _ = analyse([str(MIXED)], settings)
+    many, _ = analyse_parallel([str(MIXED)], settings, jobs=jobs, chunk_bytes=chunk_bytes)
+    assert dump(many) == dump(one)
+
+
+def test_chunks_start_at_line_starts_and_cover_the_file() -> None:
+    sources, _ = expand([str(MIXED)])
+    chunks = plan(sources, Settings(year=2026), chunk_bytes=500)
+    data = MIXED.read_bytes()
+    assert len(chunks) > 5
+    assert chunks[0].first and not any(c.first for c in chunks[1:])
+    assert sum(c.length or 0 for c in chunks) == len(data)
+    assert all(c.start == 0 or data[c.start - 1 : c.start] == b"\n" for c in chunks)
+
+
+def test_year_carries_across_chunks(tmp_path: Path) -> None:
+    lines = [f"Dec 31 23:59:{s:02d} mx postfix/qmgr[1]: 4A3B2C1D{s:02d}: removed" for s in range(50)]
+    lines += [f"Jan  1 00:00:{s:02d} mx postfix/qmgr[1]: 5A3B2C1D{s:02d}: removed" for s in range(50)]
+    log = tmp_path / "mail.log"
+    log.write_text("\n".join(lines) + "\n")
+    settings = Settings(year=2025, tz="UTC")
+    for chunk_bytes in (100, 1000, 4000):
+        chunked, _ = analyse_parallel([str(log)], settings, jobs=2, chunk_bytes=chunk_bytes)
+        one, _ = analyse([str(log)], settings)
+        assert dump(chunked) == dump(one)
+    first_of_january = plan(expand([str(log)])[0], settings, chunk_bytes=4000)[-1]
+    assert first_of_january.years.year == 2026
+
+
+def test_corpus_files_in_chunks(corpus: Path) -> None:
+    settings = Settings()
+    for name in ("lightmeterio__ControlCenter__complete-mail.log", "kdent__postfix_log_analysis__mail2.log",
+                 "infohtreasure__Postfix-Maillog-Dump__maillog.log"):  # fmt: skip
+        path = str(corpus / name)
+        one, _ = analyse([path], settings)
+        many, _ = analyse_parallel([path], settings, jobs=2, chunk_bytes=64 * 1024)
+        assert dump(many) == dump(one), name
