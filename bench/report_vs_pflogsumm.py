@@ -85,6 +85,10 @@ def main() -> int:
     postlens = [sys.executable, "-m", "postlens", "report", "--format", "json"]
     t_pfl, m_pfl = best([args.pflogsumm, str(log)], pfl_out, args.repeat)
     t_pl, m_pl = best([*postlens, str(log)], pl_out, args.repeat)
+    cores = os.cpu_count() or 1
+    all_out = str(Path(tmp) / f"postlens-j{cores}.json")
+    t_all, m_all = best([*postlens, "-j", str(cores), str(log)], all_out, args.repeat)
+    same = Path(all_out).read_bytes() == Path(pl_out).read_bytes()
     quarter = head(log, n_lines // 4, tmp)
     _, m_pl_quarter = measure([*postlens, str(quarter)], str(Path(tmp) / "quarter.json"))
 
@@ -95,7 +99,11 @@ def main() -> int:
 
     print(f"pflogsumm          {t_pfl:8.2f} s   {n_lines / t_pfl:10.0f} lines/s   peak {m_pfl:5d} MiB")
     print(f"postlens -j 1      {t_pl:8.2f} s   {n_lines / t_pl:10.0f} lines/s   peak {m_pl:5d} MiB")
-    print(f"speed ratio (pflogsumm time / postlens time): {t_pfl / t_pl:.2f}  (target >= 1.5)")
+    print(f"postlens -j {cores:<4d}   {t_all:8.2f} s   {n_lines / t_all:10.0f} lines/s   peak {m_all:5d} MiB")
+    print(
+        f"speed ratio (pflogsumm time / postlens time): {t_pfl / t_pl:.2f} with -j 1, {t_pfl / t_all:.2f} with -j {cores}"
+    )
+    print(f"speed-up of -j {cores} over -j 1: {t_pl / t_all:.2f}; reports byte-identical: {same}")
     print(f"postlens peak memory: {m_pl_quarter} MiB on {n_lines // 4} lines, {m_pl} MiB on {n_lines} lines")
     if not differ:
         print("grand totals identical")
