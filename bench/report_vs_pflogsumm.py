@@ -101,7 +101,8 @@ def main() -> int:
     print(f"postlens -j 1      {t_pl:8.2f} s   {n_lines / t_pl:10.0f} lines/s   peak {m_pl:5d} MiB")
     print(f"postlens -j {cores:<4d}   {t_all:8.2f} s   {n_lines / t_all:10.0f} lines/s   peak {m_all:5d} MiB")
     print(
-        f"speed ratio (pflogsumm time / postlens time): {t_pfl / t_pl:.2f} with -j 1, {t_pfl / t_all:.2f} with -j {cores}"
+        f"speed ratio (pflogsumm time / postlens time): {t_pfl / t_pl:.2f} with -j 1, "
+        f"{t_pfl / t_all:.2f} with -j {cores}"
     )
     print(f"speed-up of -j {cores} over -j 1: {t_pl / t_all:.2f}; reports byte-identical: {same}")
     print(f"postlens peak memory: {m_pl_quarter} MiB on {n_lines // 4} lines, {m_pl} MiB on {n_lines} lines")
