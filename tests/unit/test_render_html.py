@@ -5,19 +5,13 @@ from __future__ import annotations
 import copy
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from postlens.pipeline import Settings, analyse
 from postlens.render import RenderOptions, charts, render
 from postlens.render.html import CSP, render_html
 from postlens.render.markdown import TRAFFIC
-
-CORPUS = Path("/work/shared/corpus")
-BUSY = CORPUS / "kdent__postfix_log_analysis__mail.log"  # one day, many rejects and domains
-MULTI_DAY = CORPUS / "LadyWhyFi__Task-Mail-dovecot-postfix-squirrelmail__mail.log"
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(1)>'
@@ -84,32 +78,6 @@ class Page(HTMLParser):
         found = [t["rows"][1:] for t in self.sections[section] if t["caption"] == caption]
         assert len(found) == 1, f"{section}/{caption}: {len(found)} tables"
         return found[0]
-
-
-def _result(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        pytest.skip(f"{path.name} not in the corpus")
-    result, _ = analyse([str(path)], Settings(year=2024))
-    return result
-
-
-@pytest.fixture(scope="module")
-def busy() -> dict[str, Any]:
-    return _result(BUSY)
-
-
-@pytest.fixture(scope="module")
-def multi_day() -> dict[str, Any]:
-    return _result(MULTI_DAY)
-
-
-@pytest.fixture(scope="module")
-def empty(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The result of an empty log, from the real pipeline: every key, no rows."""
-    log = tmp_path_factory.mktemp("log") / "empty.log"
-    log.write_text("")
-    result, _ = analyse([str(log)], Settings(year=2024))
-    return result
 
 
 @pytest.fixture(scope="module")

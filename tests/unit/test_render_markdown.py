@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import copy
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from postlens.pipeline import Settings, analyse
 from postlens.render import RenderOptions, render
 from postlens.render.markdown import md, render_markdown
-
-CORPUS = Path("/work/shared/corpus")
-BUSY = CORPUS / "kdent__postfix_log_analysis__mail.log"  # one day, many rejects and domains
-MULTI_DAY = CORPUS / "LadyWhyFi__Task-Mail-dovecot-postfix-squirrelmail__mail.log"
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(1)>'
@@ -58,32 +52,6 @@ def tables(text: str) -> list[list[list[str]]]:
 
 def data_rows(doc: str, title: str, index: int = 0) -> list[list[str]]:
     return tables(sections(doc)[title])[index][2:]
-
-
-def _result(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        pytest.skip(f"{path.name} not in the corpus")
-    result, _ = analyse([str(path)], Settings(year=2024))
-    return result
-
-
-@pytest.fixture(scope="module")
-def busy() -> dict[str, Any]:
-    return _result(BUSY)
-
-
-@pytest.fixture(scope="module")
-def multi_day() -> dict[str, Any]:
-    return _result(MULTI_DAY)
-
-
-@pytest.fixture(scope="module")
-def empty(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The result of an empty log, from the real pipeline: every key, no rows."""
-    log = tmp_path_factory.mktemp("log") / "empty.log"
-    log.write_text("")
-    result, _ = analyse([str(log)], Settings(year=2024))
-    return result
 
 
 @pytest.fixture(scope="module")
