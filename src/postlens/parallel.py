@@ -1,6 +1,6 @@
 """parallel: read a log as chunks in worker processes and merge the partial results.
 
-Plain files are cut at line boundaries into chunks of about ``chunk_bytes``; compressed
+Plain files are cut at line boundaries into chunks (one per process, see chunk_size); compressed
 files and standard input are one chunk each. Every chunk is read by its own
 :class:`~postlens.pipeline.Analysis` (only the very first one knows it starts the log), and
 the partial results are merged in log order, which gives exactly what one pass gives.
@@ -24,7 +24,15 @@ from postlens.lines import MONTH_NAMES, LineParser, YearGuess, classic_month, zo
 from postlens.pipeline import Analysis, Settings
 from postlens.sources import Source, expand, iter_lines, open_source
 
-CHUNK_BYTES = 32 << 20
+# Each chunk costs a pickled partial result and a merge, so a file gets one chunk per process,
+# within these bounds (the upper one keeps a worker's in-flight state small).
+MIN_CHUNK_BYTES = 8 << 20
+MAX_CHUNK_BYTES = 256 << 20
+
+
+def chunk_size(sources: list[Source], jobs: int) -> int:
+    total = sum(s.size or 0 for s in sources if s.path != "-")
+    return max(MIN_CHUNK_BYTES, min(MAX_CHUNK_BYTES, -(-total // max(1, jobs))))
 
 
 @dataclass(slots=True)
@@ -98,7 +106,7 @@ def _boundaries(source: Source, chunk_bytes: int) -> list[int]:
     return starts
 
 
-def plan(sources: list[Source], settings: Settings, chunk_bytes: int = CHUNK_BYTES) -> list[Chunk]:
+def plan(sources: list[Source], settings: Settings, chunk_bytes: int) -> list[Chunk]:
     """Cut the sources into chunks, each with the year guess its year-less stamps start from."""
     chunks: list[Chunk] = []
     tz = zone(settings.tz)
@@ -154,12 +162,12 @@ def _results(
 
 
 def analyse_parallel(
-    paths: list[str], settings: Settings, jobs: int | None = None, chunk_bytes: int = CHUNK_BYTES
+    paths: list[str], settings: Settings, jobs: int | None = None, chunk_bytes: int | None = None
 ) -> tuple[dict[str, Any], list[InputError]]:
     """Like :func:`postlens.pipeline.analyse`, with the work spread over ``jobs`` processes."""
     sources, problems = expand(paths)
     jobs = jobs or os.cpu_count() or 1
-    chunks = plan(sources, settings, chunk_bytes)
+    chunks = plan(sources, settings, chunk_bytes or chunk_size(sources, jobs))
     whole: Analysis | None = None
     failed: dict[str, str] = {}
     for chunk, (part, error) in zip(chunks, _results(chunks, settings, jobs), strict=True):
