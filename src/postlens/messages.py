@@ -109,10 +109,6 @@ class Message:
     link_pending: bool = False  # handed on, but whether it is a re-injection is not known yet
 
     @property
-    def complete(self) -> bool:
-        return not self.headless and self.ended != ENDED_OPEN
-
-    @property
     def sender(self) -> str | None:
         if self.queued is not None:
             return self.queued.sender

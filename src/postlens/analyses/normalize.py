@@ -33,11 +33,6 @@ def address(addr: str, verp: int = 0) -> str:
     return verp_mung(addr.lower(), verp)
 
 
-def domain_of(addr: str) -> str:
-    at = addr.rfind("@")
-    return addr[at + 1 :].lower() if at >= 0 else ""
-
-
 def reason(text: str) -> str:
     """A reply or reason text with the parts that differ per message taken out."""
     text = _IN_REPLY_RE.sub("", text)

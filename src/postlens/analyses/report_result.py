@@ -29,13 +29,6 @@ def _secs(centis: int) -> float:
     return round(centis / 100, 2)
 
 
-def _by_key(counter: Counter[tuple[Any, str]]) -> dict[Any, dict[str, int]]:
-    out: dict[Any, dict[str, int]] = defaultdict(dict)
-    for (key, field), value in counter.items():
-        out[key][field] = value
-    return out
-
-
 def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
