@@ -75,8 +75,8 @@ def _default_paths() -> list[str]:
     "-j",
     "--jobs",
     type=click.IntRange(1),
-    default=1,
-    show_default=True,
+    default=os.cpu_count() or 1,
+    show_default="all cores",
     help="Processes to read with; any number gives the same report.",
 )
 def report(paths: tuple[str, ...], fmt: str, output: str | None, sample: bool, **opts: Any) -> None:
