@@ -24,6 +24,10 @@ class InputError(PostlensError):
         self.source = source
         self.problem = problem
 
+    def __reduce__(self) -> tuple[type[InputError], tuple[str, str]]:
+        # worker processes hand these back to the parent (postlens.parallel)
+        return (InputError, (self.source, self.problem))
+
 
 class UsageError(PostlensError):
     exit_code = EXIT_USAGE

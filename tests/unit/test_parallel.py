@@ -56,3 +56,13 @@ def test_corpus_files_in_chunks(corpus: Path) -> None:
         one, _ = analyse([path], settings)
         many, _ = analyse_parallel([path], settings, jobs=2, chunk_bytes=64 * 1024)
         assert dump(many) == dump(one), name
+
+
+def test_bad_inputs_in_worker_processes(tmp_path: Path) -> None:
+    binary = tmp_path / "binary.log"
+    binary.write_bytes(b"\x00\x01\x02" * 1000)
+    good = tmp_path / "mail.log"
+    good.write_bytes(MIXED.read_bytes())
+    result, problems = analyse_parallel([str(binary), str(good)], Settings(year=2026, tz="UTC"), jobs=2)
+    assert [p.problem for p in problems] == ["binary data, not a text log"]
+    assert result["totals"]["received"] == 3
