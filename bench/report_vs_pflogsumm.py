@@ -83,14 +83,15 @@ def main() -> int:
 
     pfl_out, pl_out = str(Path(tmp) / "pflogsumm.txt"), str(Path(tmp) / "postlens.json")
     postlens = [sys.executable, "-m", "postlens", "report", "--format", "json"]
+    single = [*postlens, "-j", "1"]
     t_pfl, m_pfl = best([args.pflogsumm, str(log)], pfl_out, args.repeat)
-    t_pl, m_pl = best([*postlens, str(log)], pl_out, args.repeat)
+    t_pl, m_pl = best([*single, str(log)], pl_out, args.repeat)
     cores = os.cpu_count() or 1
     all_out = str(Path(tmp) / f"postlens-j{cores}.json")
     t_all, m_all = best([*postlens, "-j", str(cores), str(log)], all_out, args.repeat)
     same = Path(all_out).read_bytes() == Path(pl_out).read_bytes()
     quarter = head(log, n_lines // 4, tmp)
-    _, m_pl_quarter = measure([*postlens, str(quarter)], str(Path(tmp) / "quarter.json"))
+    _, m_pl_quarter = measure([*single, str(quarter)], str(Path(tmp) / "quarter.json"))
 
     theirs = parse_grand_totals(Path(pfl_out).read_text(errors="replace"))
     ours = json.loads(Path(pl_out).read_text())["pflogsumm"]
