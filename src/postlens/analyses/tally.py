@@ -65,12 +65,7 @@ class Tally:
         for name, rows in other.vectors.items():
             mine_rows = self.vector(name)
             for k, row in rows.items():
-                old = mine_rows.get(k)
-                if old is None:
-                    mine_rows[k] = list(row)
-                else:
-                    for i, value in enumerate(row):
-                        old[i] += value
+                add_row(mine_rows, k, *row)
         for name, m in other.maxima.items():
             mine = self.maximum(name)
             for k, v in m.items():
