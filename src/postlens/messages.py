@@ -224,9 +224,9 @@ class Correlator:
             if self.held and self.held[0][0] < ts:
                 self._release(ts)
         kind = _KINDS.get(type(ev))
-        if kind is _MESSAGE:
+        if kind == _MESSAGE:
             self._message_event(ev)
-        elif kind is _SESSION and ev.tag.daemon == "smtpd":
+        elif kind == _SESSION and ev.tag.daemon == "smtpd":
             self._session_event(ev)
 
     def _message_event(self, ev: Event, replay: bool = False) -> None:
