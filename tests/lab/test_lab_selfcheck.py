@@ -64,7 +64,8 @@ def log_counts(path: Path) -> dict:
         "sasl_fail": [],
         "sasl_ok": [],
     }
-    client_qids, pickup_qids, reinjected, cleanup_rejected = set(), set(), set(), set()
+    # counted per line, not per queue ID: a large run can reuse a queue ID for a second message
+    arrivals, hops, cleanup_rejected = 0, set(), 0
     deferred_qids, expired_qids, rcpt_domains_of = set(), set(), {}
     for _host, prog, payload in lines:
         if m := STATUS_RE.match(payload):
@@ -72,7 +73,7 @@ def log_counts(path: Path) -> dict:
             domain = rcpt.rsplit("@", 1)[1].lower()
             if status == "sent" and "queued as " in rest:
                 c["status"]["filter_hop"] += 1
-                reinjected.add(rest.rsplit("queued as ", 1)[1].rstrip(")"))
+                hops.add((qid, rest.rsplit("queued as ", 1)[1].rstrip(")")))
                 continue
             c["status"][status] += 1
             d = c["per_domain"].setdefault(domain, Counter())
@@ -82,14 +83,14 @@ def log_counts(path: Path) -> dict:
                 rcpt_domains_of.setdefault(qid, set()).add(domain)
         elif re.match(rf"^({QID}): from=<[^>]*>, status=expired, returned to sender$", payload):
             expired_qids.add(payload.split(":", 1)[0])
-        elif m := re.match(rf"^({QID}): client=", payload):
-            client_qids.add(m.group(1))
+        elif re.match(rf"^({QID}): client=", payload):
+            arrivals += 1
             if s := SASL_OK_RE.match(payload):
                 c["sasl_ok"].append(s.groups()[1:])
-        elif prog == "postfix/pickup" and (m := re.match(rf"^({QID}): uid=\d+ from=", payload)):
-            pickup_qids.add(m.group(1))
+        elif prog == "postfix/pickup" and re.match(rf"^({QID}): uid=\d+ from=", payload):
+            arrivals += 1
         elif m := CLEANUP_REJECT_RE.match(payload):
-            cleanup_rejected.add(m.group(1))
+            cleanup_rejected += 1
             c["rejects"][m.group(2)] += 1
             c["rejects_by_client"][m.group(3)] += 1
         elif m := REJECT_RE.match(payload):
@@ -105,7 +106,8 @@ def log_counts(path: Path) -> dict:
             c["status"]["hold"] += 1
         elif re.match(r"^(?:NOQUEUE|[0-9A-F]+): discard: ", payload):
             c["status"]["discard"] += 1
-    c["received"] = len((client_qids - reinjected - cleanup_rejected) | pickup_qids)
+    # each re-injection is one client= line, named by its hop lines (one per filtered recipient)
+    c["received"] = arrivals - len(hops) - cleanup_rejected
     c["deferred_messages"] = len(deferred_qids)
     c["expired"] = len(expired_qids)
     for qid in expired_qids:
