@@ -13,6 +13,7 @@ the two to differ).
 
 from __future__ import annotations
 
+import copy
 import multiprocessing
 import os
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from typing import Any
 
 from postlens.errors import InputError
 from postlens.lines import MONTH_NAMES, LineParser, YearGuess, classic_month, zone
-from postlens.pipeline import Analysis, Settings
+from postlens.pipeline import Analysis, Settings, input_table
 from postlens.sources import Source, expand, iter_lines, open_source
 
 # Each chunk costs a pickled partial result and a merge, so a file gets one chunk per process,
@@ -60,7 +61,6 @@ def _year_states(source: Source, starts: list[int], years: YearGuess) -> list[Ye
     A year-less stamp moves the guess only when its month differs from the last one, so
     only lines that start with another month name need a closer look.
     """
-    tz = years.tz
     states: list[YearGuess] = []
     pending = list(starts)
     current = b""
@@ -69,9 +69,7 @@ def _year_states(source: Source, starts: list[int], years: YearGuess) -> list[Ye
         for raw in f:
             while pending and pending[0] <= offset:
                 pending.pop(0)
-                state = YearGuess(years.year, years.mtime, tz)
-                state.last_month = years.last_month
-                states.append(state)
+                states.append(copy.copy(years))
             offset += len(raw)
             head = raw[:3]
             if head == current or (not head[:1].isalpha() and head[:1] != b"<"):
@@ -82,9 +80,7 @@ def _year_states(source: Source, starts: list[int], years: YearGuess) -> list[Ye
                 current = MONTH_NAMES[m].encode()
     while pending:
         pending.pop(0)
-        state = YearGuess(years.year, years.mtime, tz)
-        state.last_month = years.last_month
-        states.append(state)
+        states.append(copy.copy(years))
     return states
 
 
@@ -181,8 +177,5 @@ def analyse_parallel(
     if whole is None:
         whole = Analysis(settings)
     result = whole.finish()
-    seen = {s.name for s in sources}
-    result["inputs"] = [{"source": s.name, "error": failed.get(s.name)} for s in sources] + [
-        {"source": p.source, "error": p.problem} for p in problems if p.source not in seen
-    ]
+    result["inputs"] = input_table(sources, failed, problems)
     return result, problems

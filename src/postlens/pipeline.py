@@ -157,18 +157,23 @@ def analyse(paths: list[str], settings: Settings) -> tuple[dict[str, Any], list[
     """Read every source in ``paths`` in order and return the report and the input problems."""
     sources, problems = expand(paths)
     analysis = Analysis(settings)
-    inputs = []
+    failed: dict[str, str] = {}
     for source in sources:
         try:
             analysis.read_source(source)
-            inputs.append({"source": source.name, "error": None})
         except InputError as e:
             problems.append(e)
-            inputs.append({"source": source.name, "error": e.problem})
+            failed[source.name] = e.problem
     result = analysis.finish()
-    result["inputs"] = inputs + [
-        {"source": p.source, "error": p.problem}
-        for p in problems
-        if p.source not in {i["source"] for i in inputs}
-    ]
+    result["inputs"] = input_table(sources, failed, problems)
     return result, problems
+
+
+def input_table(
+    sources: list[Source], failed: dict[str, str], problems: list[InputError]
+) -> list[dict[str, str | None]]:
+    """One row per input: each source read (with its error, if any), then the paths not found."""
+    named = {s.name for s in sources}
+    return [{"source": s.name, "error": failed.get(s.name)} for s in sources] + [
+        {"source": p.source, "error": p.problem} for p in problems if p.source not in named
+    ]
