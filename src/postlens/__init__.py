@@ -18,8 +18,15 @@ from postlens.pipeline import Analysis, Settings, analyse
 __version__ = "0.1.0"
 __all__ = [
     "Analysis", "InputError", "PostlensError", "ReportOptions", "Settings", "UsageError",
-    "__version__", "report", "sample_log",
+    "__version__", "compiled", "report", "sample_log",
 ]  # fmt: skip
+
+
+def compiled() -> bool:
+    """Whether the per-line pipeline runs as compiled C (see setup.py) or as plain Python."""
+    from postlens import lines
+
+    return not lines.__file__.endswith(".py")
 
 
 def sample_log() -> str:

@@ -24,7 +24,11 @@ def _fail(message: str, code: int) -> None:
 
 
 @click.group(context_settings=CONTEXT)
-@click.version_option(postlens.__version__, prog_name="postlens")
+@click.version_option(
+    postlens.__version__,
+    prog_name="postlens",
+    message=f"%(prog)s, version %(version)s ({'compiled' if postlens.compiled() else 'plain Python'})",
+)
 def main() -> None:
     """Postfix mail logs into answers."""
 

@@ -15,6 +15,9 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import Any
+
+from mypy_extensions import mypyc_attr
 
 MONTHS = {
     m: i
@@ -48,6 +51,7 @@ _RFC5424_RE = re.compile(
 )
 
 
+@mypyc_attr(serializable=True)  # pickled between processes by -j
 @dataclass(slots=True)
 class Line:
     """One log line with its header taken apart."""
@@ -79,13 +83,15 @@ class YearGuess:
     falls from late in the year to early in the next.
     """
 
-    __slots__ = ("last_month", "mtime", "tz", "year")
-
     def __init__(self, year: int | None, mtime: float | None, tz: tzinfo | None) -> None:
         self.year = year
         self.mtime = mtime
         self.last_month = 0
         self.tz = tz
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # compiled classes pickle (for -j) by their constructor's arguments and state
+        return (type(self), (self.year, self.mtime, self.tz), self.__getstate__())
 
     def for_month(self, month: int) -> int:
         if self.year is None:
@@ -100,8 +106,6 @@ class YearGuess:
 class LineParser:
     """Parses lines of one source. Keeps per-source state: the year and caches."""
 
-    __slots__ = ("_hour_cache", "_iso_cache", "_month", "_stamps", "tz", "years")
-
     def __init__(self, years: YearGuess, tz: tzinfo | None) -> None:
         self.tz = tz
         self.years = years
@@ -111,6 +115,17 @@ class LineParser:
         # the month of the last year-less stamp: the fast path serves only that month, so
         # the year guess sees every change of month, whichever path a line takes
         self._month = ""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # compiled classes pickle (for -j) by their constructor's arguments and state
+        return (
+            type(self),
+            (
+                self.years,
+                self.tz,
+            ),
+            self.__getstate__(),
+        )
 
     def parse(self, text: str) -> Line | None:
         # fast path: a classic stamp whose minute was seen before, and a "program[pid]:" tag
@@ -287,11 +302,12 @@ class Tag:
     service: str  # master.cf service name when given ("submission", "10025"), else ""
     daemon: str  # "smtpd", "qmgr" ... or the program's own name
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Tag, (self.kind, self.instance, self.service, self.daemon))
+
 
 class TagReader:
     """Turns program tags into :class:`Tag` values, remembering each distinct tag."""
-
-    __slots__ = ("_cache", "_custom")
 
     def __init__(self, syslog_name: str | None = None) -> None:
         self._custom = re.compile(syslog_name) if syslog_name else None

@@ -26,6 +26,9 @@ import heapq
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, ClassVar, cast
+
+from mypy_extensions import mypyc_attr
 
 from postlens.events import (
     Arrival,
@@ -39,6 +42,7 @@ from postlens.events import (
     Pickup,
     QueueAction,
     Queued,
+    QueueEvent,
     Reject,
     Removed,
     SessionProblem,
@@ -85,6 +89,7 @@ def hop_target(d: Delivery) -> str:
     return m.group(1) if m else ""
 
 
+@mypyc_attr(serializable=True)  # pickled between processes by -j
 @dataclass(slots=True)
 class Message:
     host: str
@@ -133,6 +138,7 @@ class Message:
         )  # fmt: skip
 
 
+@mypyc_attr(serializable=True)  # pickled between processes by -j
 @dataclass(slots=True)
 class Arrived:
     """A finished message held for a late hop link: only what counting its arrival needs."""
@@ -156,6 +162,7 @@ class Arrived:
         return bool(self.origin) and (self.size is not None or self.policy != "")
 
 
+@mypyc_attr(serializable=True)  # pickled between processes by -j
 @dataclass(slots=True)
 class Session:
     host: str
@@ -191,7 +198,7 @@ class Correlator:
     it or the link window passes; ``on_settled`` then says which it was.
     """
 
-    KINDS = frozenset(_KINDS)
+    KINDS: ClassVar[frozenset[type]] = frozenset(_KINDS)
 
     def __init__(
         self,
@@ -217,6 +224,19 @@ class Correlator:
 
     # -- feeding ---------------------------------------------------------------
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # compiled classes pickle (for -j) by their constructor's arguments and state
+        return (
+            type(self),
+            (
+                self.on_message,
+                self.on_session,
+                self.on_settled,
+                self.first,
+            ),
+            self.__getstate__(),
+        )
+
     def feed(self, ev: Event) -> None:
         ts = ev.line.ts
         if ts > self.runmax:
@@ -225,31 +245,29 @@ class Correlator:
                 self._release(ts)
         kind = _KINDS.get(type(ev))
         if kind == _MESSAGE:
-            self._message_event(ev)
+            self._message_event(cast(QueueEvent, ev))
         elif kind == _SESSION and ev.tag.daemon == "smtpd":
             self._session_event(ev)
 
-    def _message_event(self, ev: Event, replay: bool = False) -> None:
-        qid: str = ev.qid  # type: ignore[attr-defined]
+    def _message_event(self, ev: QueueEvent, replay: bool = False) -> None:
+        qid = ev.qid
         if not qid:
-            if type(ev) is Reject and ev.action in _POLICIES and ev.tag.daemon == "smtpd":
+            if isinstance(ev, Reject) and ev.action in _POLICIES and ev.tag.daemon == "smtpd":
                 self._session_event(ev)
             return
         line = ev.line
-        kind = type(ev)
         key = (line.host, ev.tag.instance, qid)
         msg = self.open.get(key)
-        target = hop_target(ev) if kind is Delivery else ""  # type: ignore[arg-type]
+        target = hop_target(ev) if isinstance(ev, Delivery) else ""
         if target and not replay:
             # the link concerns another message: settle it now, even if this one waits in head
             self._link((line.host, target), ev)
-        if kind is Arrival or kind is Pickup:
+        if isinstance(ev, (Arrival, Pickup)):
             # an unambiguous start: a message still open under this key is over
             if msg is not None:
                 self._finish(msg)
             msg = self._new(key, line.ts)
-            msg.last_ts = line.ts
-            if kind is Arrival:
+            if isinstance(ev, Arrival):
                 msg.origin = "smtpd"
                 msg.arrival = ev
                 self._attach(ev, msg)
@@ -264,26 +282,26 @@ class Correlator:
                 self.head.append((self.runmax, _MESSAGE, key, ev))
                 return
             msg = self._new(key, line.ts)
-            msg.headless = kind is not MessageId
+            msg.headless = not isinstance(ev, MessageId)
         msg.last_ts = line.ts
-        if kind is Delivery:
+        if isinstance(ev, Delivery):
             msg.deliveries.append(ev)
             if target:
                 msg.hops.append(target)
-        elif kind is Queued:
+        elif isinstance(ev, Queued):
             if msg.queued is None:
                 msg.queued = ev
-        elif kind is Removed:
+        elif isinstance(ev, Removed):
             msg.ended = ENDED_REMOVED
             self._close(msg)
-        elif kind is MessageId:
+        elif isinstance(ev, MessageId):
             if msg.message_id is None:  # a message may carry two Message-ID headers
                 msg.message_id = ev.message_id
-        elif kind is Notice:
+        elif isinstance(ev, Notice):
             msg.notices.append(ev)
-        elif kind is Expired:
+        elif isinstance(ev, Expired):
             msg.expired = ev
-        elif kind is Reject:
+        elif isinstance(ev, Reject):
             msg.actions.append(ev)
             policy = _POLICIES.get(ev.action)
             if policy:
@@ -293,7 +311,7 @@ class Correlator:
             ):
                 msg.ended = ENDED_REJECTED
                 self._close(msg)
-        elif kind is QueueAction and ev.action == "removed":
+        elif isinstance(ev, QueueAction) and ev.action == "removed":
             msg.ended = ENDED_DELETED
             self._close(msg)
 
@@ -432,9 +450,9 @@ class Correlator:
         for msg in list(self.open.values()):
             self.on_message(msg)
         self.open.clear()
-        for _, _, msg in sorted(self.held, key=lambda h: h[:2]):
-            if self.candidates.get((msg.host, msg.qid)) is msg:
-                self._settle(msg)
+        for _, _, arrived in sorted(self.held, key=lambda h: h[:2]):
+            if self.candidates.get((arrived.host, arrived.qid)) is arrived:
+                self._settle(arrived)
         self.held.clear()
         self.candidates.clear()
 
@@ -460,12 +478,12 @@ class Correlator:
             if old is not None:
                 self._finish(old)
             self.open[key] = msg
-        for ck, msg in later.candidates.items():
-            if self.candidates.get(ck) is not msg:
-                self._add_candidate(msg)
-        for deadline, _, msg in later.held:
+        for ck, candidate in later.candidates.items():
+            if self.candidates.get(ck) is not candidate:
+                self._add_candidate(candidate)
+        for deadline, _, arrived in later.held:
             self._seq += 1
-            heapq.heappush(self.held, (deadline, self._seq, msg))
+            heapq.heappush(self.held, (deadline, self._seq, arrived))
 
     def _replay(self, head: list[tuple[float, int, tuple[str, ...], object]]) -> None:
         for runmax, what, key, item in head:

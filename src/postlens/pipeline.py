@@ -48,15 +48,27 @@ class Analysis:
         self.correlator = Correlator(self._message, self.report.add_session, self.report.settle, first)
         self._consumers = self._route()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # compiled classes pickle (for -j) by their constructor's arguments and state
+        return (
+            type(self),
+            (
+                self.settings,
+                self.correlator.first,
+            ),
+            self.__getstate__(),
+        )
+
     def _route(self) -> dict[type, tuple[Callable[[Any], None], ...]]:
         """Which stages want which event type, decided once: most lines concern one or none."""
         routes: dict[type, tuple[Callable[[Any], None], ...]] = {}
+        counted = self.report.handlers()
         for kind in EVENT_TYPES:
             wanted: list[Callable[[Any], None]] = []
             if kind in Correlator.KINDS:
                 wanted.append(self.correlator.feed)
-            if kind in Report.HANDLED:
-                wanted.append(self.report.feed)
+            if kind in counted:
+                wanted.append(counted[kind])
             if kind in PflogsummTotals.HANDLED:
                 wanted.append(self.pflogsumm.feed)
             if wanted:

@@ -150,7 +150,7 @@ def open_source(src: Source) -> BinaryIO:
             raw = open(src.path, "rb")  # noqa: SIM115 - closed by the caller
         except OSError as e:
             raise InputError(src.name, e.strerror or str(e)) from e
-    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type,type-var]
     head = buffered.peek(8)[:8]
     for magic, kind in _MAGIC:
         if head.startswith(magic):

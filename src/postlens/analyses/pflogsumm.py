@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from postlens.analyses import normalize as norm
 from postlens.analyses.tally import Tally
@@ -49,12 +49,15 @@ _CLEANUP_STAGES = ("header", "body", "END-OF-MESSAGE")
 class CommandNames:
     """pflogsumm's view of a program tag: its ``cmd``, or None when it skips the line."""
 
-    __slots__ = ("_cache", "_re")
-
     def __init__(self, syslog_name: str | None) -> None:
+        self._syslog_name = syslog_name
         name = syslog_name or "postfix"
         self._re = re.compile(r"^(?:postfix|" + name + r")(?:/(?:smtps|submission))?/([^\[:]*)")
         self._cache: dict[str, str | None] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # compiled classes pickle (for -j) by their constructor's arguments and state
+        return (type(self), (self._syslog_name,), self.__getstate__())
 
     def cmd(self, program: str) -> str | None:
         try:
@@ -74,7 +77,7 @@ class CommandNames:
 
 
 class PflogsummTotals:
-    HANDLED = frozenset((Reject, Arrival, Pickup))
+    HANDLED: ClassVar[frozenset[type]] = frozenset((Reject, Arrival, Pickup))
 
     def __init__(self, syslog_name: str | None = None, verp_mung: int = 0,
                  ignore_case: bool = False) -> None:  # fmt: skip

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any, ClassVar
+from typing import Any
 
 from postlens.analyses import normalize as norm
 from postlens.analyses.tally import Tally, add_row, bump_max
@@ -25,7 +25,6 @@ from postlens.events import (
     ConnectFailure,
     Delivery,
     Diagnostic,
-    Event,
     Login,
     MasterMessage,
     Notice,
@@ -74,11 +73,13 @@ class TimeBuckets:
     of 15 minutes), and turned into local days and hours only for the result.
     """
 
-    __slots__ = ("_cache", "tz")
-
     def __init__(self, tz: tzinfo | None) -> None:
         self.tz = tz
         self._cache: dict[int, tuple[str, int]] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # compiled classes pickle (for -j) by their constructor's arguments and state
+        return (type(self), (self.tz,), self.__getstate__())
 
     def day_hour(self, quarter: int) -> tuple[str, int]:
         v = self._cache.get(quarter)
@@ -129,10 +130,21 @@ class Report:
 
     # -- events ------------------------------------------------------------------
 
-    def feed(self, ev: Event) -> None:
-        handler = self._handlers.get(type(ev))
-        if handler is not None:
-            handler(self, ev)
+    def handlers(self) -> dict[type, Callable[[Any], None]]:
+        """The event types this report counts, each with the method that counts it."""
+        return {
+            Reject: self._reject,
+            Diagnostic: self._diagnostic,
+            AuthFailure: self._auth_failure,
+            Arrival: self._arrival,
+            Login: self._login,
+            Connect: self._connect,
+            Tls: self._tls,
+            Screen: self._screen,
+            Notice: self._notice,
+            MasterMessage: self._master,
+            ConnectFailure: self._connect_failure,
+        }
 
     def _reject(self, ev: Reject) -> None:
         t = self.t
@@ -195,22 +207,6 @@ class Report:
 
     def _connect_failure(self, ev: ConnectFailure) -> None:
         self.t.counter("smtp_failures")[(norm.reason(ev.reason).lower(), ev.peer)] += 1
-
-    _handlers: ClassVar[dict[type, Callable[[Report, Any], None]]] = {
-        Reject: _reject,
-        Diagnostic: _diagnostic,
-        AuthFailure: _auth_failure,
-        Arrival: _arrival,
-        Login: _login,
-        Connect: _connect,
-        Tls: _tls,
-        Screen: _screen,
-        Notice: _notice,
-        MasterMessage: _master,
-        ConnectFailure: _connect_failure,
-    }
-
-    HANDLED = frozenset(_handlers)
 
     def _reject_who(self, ev: Reject) -> str:
         reason = ev.reason

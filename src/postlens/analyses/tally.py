@@ -8,19 +8,16 @@ so the result does not depend on how the input was split.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable
 from typing import Any
 
 SAMPLE_LIMIT = 10
 
 
 class Tally:
-    __slots__ = ("counts", "maxima", "samples", "sets", "vectors")
-
     def __init__(self) -> None:
         self.counts: dict[str, Counter[Any]] = {}
-        self.vectors: dict[str, dict[Hashable, list[int]]] = {}
-        self.maxima: dict[str, dict[Hashable, Any]] = {}
+        self.vectors: dict[str, dict[Any, list[int]]] = {}
+        self.maxima: dict[str, dict[Any, Any]] = {}
         self.sets: dict[str, set[Any]] = {}
         self.samples: dict[str, list[tuple[Any, str]]] = {}
 
@@ -30,14 +27,14 @@ class Tally:
             c = self.counts[name] = Counter()
         return c
 
-    def vector(self, name: str) -> dict[Hashable, list[int]]:
+    def vector(self, name: str) -> dict[Any, list[int]]:
         """Rows of integers added column by column on merge (one dict lookup per update)."""
         v = self.vectors.get(name)
         if v is None:
             v = self.vectors[name] = {}
         return v
 
-    def maximum(self, name: str) -> dict[Hashable, Any]:
+    def maximum(self, name: str) -> dict[Any, Any]:
         m = self.maxima.get(name)
         if m is None:
             m = self.maxima[name] = {}
@@ -78,13 +75,13 @@ class Tally:
             self.samples[name] = merged[:SAMPLE_LIMIT]
 
 
-def bump_max(d: dict[Hashable, Any], key: Hashable, value: Any) -> None:
+def bump_max(d: dict[Any, Any], key: Any, value: Any) -> None:
     old = d.get(key)
     if old is None or value > old:
         d[key] = value
 
 
-def add_row(rows: dict[Hashable, list[int]], key: Hashable, *values: int) -> None:
+def add_row(rows: dict[Any, list[int]], key: Any, *values: int) -> None:
     """Add ``values`` column by column to the row ``key`` of a vector, creating it if new."""
     row = rows.get(key)
     if row is None:

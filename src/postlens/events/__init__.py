@@ -27,6 +27,7 @@ from postlens.events.model import (
     Pickup,
     QueueAction,
     Queued,
+    QueueEvent,
     Reject,
     Removed,
     Screen,
@@ -56,6 +57,7 @@ __all__ = [
     "Notice",
     "Pickup",
     "QueueAction",
+    "QueueEvent",
     "Queued",
     "Reject",
     "Removed",
@@ -83,8 +85,6 @@ Parser = Callable[[Line, Tag, str], Event]
 
 class EventParser:
     """Turns a :class:`Line` into an event, or None for lines of non-mail programs."""
-
-    __slots__ = ("_cache", "tags")
 
     def __init__(self, syslog_name: str | None = None) -> None:
         self.tags = TagReader(syslog_name)

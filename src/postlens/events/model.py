@@ -9,13 +9,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mypy_extensions import mypyc_attr
+
 from postlens.lines import Line, Tag
 
 
+@mypyc_attr(serializable=True)  # pickled between processes by -j
 @dataclass(slots=True)
 class Event:
     line: Line
     tag: Tag
+
+
+@dataclass(slots=True)
+class QueueEvent(Event):
+    """An event about one queued message: ``qid`` is its queue ID ("" for NOQUEUE)."""
+
+    qid: str
 
 
 @dataclass(slots=True)
@@ -46,10 +56,9 @@ class SessionProblem(Event):
 
 
 @dataclass(slots=True)
-class Arrival(Event):
+class Arrival(QueueEvent):
     """smtpd ``QID: client=``: a message is being received over SMTP."""
 
-    qid: str
     client_host: str
     client_ip: str
     sasl_method: str
@@ -59,35 +68,31 @@ class Arrival(Event):
 
 
 @dataclass(slots=True)
-class Pickup(Event):
+class Pickup(QueueEvent):
     """pickup ``QID: uid=N from=<sender>``: local submission through sendmail/postdrop."""
 
-    qid: str
     uid: str
     sender: str
 
 
 @dataclass(slots=True)
-class MessageId(Event):
-    qid: str
+class MessageId(QueueEvent):
     message_id: str
 
 
 @dataclass(slots=True)
-class Queued(Event):
+class Queued(QueueEvent):
     """qmgr ``from=<...>, size=N, nrcpt=N (queue active)``."""
 
-    qid: str
     sender: str
     size: int
     nrcpt: int
 
 
 @dataclass(slots=True)
-class Delivery(Event):
+class Delivery(QueueEvent):
     """One delivery attempt for one recipient (smtp, lmtp, local, virtual, pipe, error, qmgr ...)."""
 
-    qid: str
     to: str
     orig_to: str
     relay: str
@@ -107,33 +112,30 @@ class ConnectFailure(Event):
 
 
 @dataclass(slots=True)
-class Removed(Event):
-    qid: str
+class Removed(QueueEvent):
+    """qmgr ``QID: removed``: the message has left the queue."""
 
 
 @dataclass(slots=True)
-class Expired(Event):
+class Expired(QueueEvent):
     """qmgr ``status=expired, returned to sender`` (or force-expired)."""
 
-    qid: str
     sender: str
     forced: bool
 
 
 @dataclass(slots=True)
-class Notice(Event):
+class Notice(QueueEvent):
     """bounce ``QID: sender non-delivery notification: NEWQID`` and its kin."""
 
-    qid: str
     kind: str  # "non-delivery", "delivery status", "delay", "postmaster non-delivery"
     notice_qid: str
 
 
 @dataclass(slots=True)
-class Reject(Event):
+class Reject(QueueEvent):
     """An smtpd, postscreen or cleanup policy action: reject, reject_warning, hold, discard ..."""
 
-    qid: str  # "" for NOQUEUE
     action: str  # reject, reject_warning, hold, discard, milter-reject, warning, filter, redirect ...
     stage: str  # RCPT, CONNECT, MAIL, DATA, END-OF-MESSAGE, header, body ...
     client_host: str
@@ -147,10 +149,9 @@ class Reject(Event):
 
 
 @dataclass(slots=True)
-class QueueAction(Event):
+class QueueAction(QueueEvent):
     """postsuper and friends: removed, placed on hold, released from hold, requeued."""
 
-    qid: str
     action: str
 
 
@@ -211,14 +212,10 @@ class MasterMessage(Event):
 
 
 @dataclass(slots=True)
-class Info(Event):
+class Info(QueueEvent):
     """A recognised line that no analysis counts (statistics, TLS set-up chatter ...)."""
-
-    qid: str
 
 
 @dataclass(slots=True)
-class Unknown(Event):
+class Unknown(QueueEvent):
     """A mail-program line that no parser recognised; counted, never dropped."""
-
-    qid: str
