@@ -7,13 +7,15 @@ The library API mirrors the command line: ``postlens.report(paths, ...)`` is wha
 from __future__ import annotations
 
 from importlib import resources
-from typing import Any
+from typing import Any, TextIO
 
 from postlens.analyses.report import ReportOptions
 from postlens.dates import period
 from postlens.errors import InputError, PostlensError, UsageError
 from postlens.lines import zone
 from postlens.pipeline import Analysis, Settings, analyse
+from postlens.progress import shown
+from postlens.sources import plain_total
 
 __version__ = "0.1.0"
 __all__ = [
@@ -45,10 +47,12 @@ def report(
     ignore_case: bool = False,
     rej_add_from: bool = False,
     jobs: int = 1,
+    progress: TextIO | None = None,
 ) -> tuple[dict[str, Any], list[InputError]]:
     """Read the logs and return the report result and the inputs that could not be read.
 
     ``jobs`` > 1 reads chunks of the log in that many processes; the result is the same.
+    With ``progress`` (a terminal, usually standard error), a progress line is kept there.
     """
     try:
         zone(tz)
@@ -65,6 +69,13 @@ def report(
         end=end,
         report=ReportOptions(verp_mung=verp_mung, ignore_case=ignore_case, rej_add_from=rej_add_from),
     )
+    if progress is None:
+        return _analyse(paths, settings, jobs)
+    with shown(plain_total(paths), progress):
+        return _analyse(paths, settings, jobs)
+
+
+def _analyse(paths: list[str], settings: Settings, jobs: int) -> tuple[dict[str, Any], list[InputError]]:
     if jobs > 1:
         from postlens.parallel import analyse_parallel
 

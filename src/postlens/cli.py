@@ -83,7 +83,14 @@ def _default_paths() -> list[str]:
     show_default="all cores",
     help="Processes to read with; any number gives the same report.",
 )
-def report(paths: tuple[str, ...], fmt: str, output: str | None, sample: bool, **opts: Any) -> None:
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show progress on standard error.  [default: when it is a terminal]",
+)
+def report(
+    paths: tuple[str, ...], fmt: str, output: str | None, sample: bool, progress: bool | None, **opts: Any
+) -> None:
     """A summary of the mail log: pflogsumm's report, counted right, and more.
 
     PATHS are files, globs, directories (their mail.log*/maillog* files) or - for
@@ -113,7 +120,8 @@ def report(paths: tuple[str, ...], fmt: str, output: str | None, sample: bool, *
         no_no_size=opts.pop("no_no_size"),
     )
     try:
-        result, problems = postlens.report(targets, **opts)
+        show = sys.stderr.isatty() if progress is None else progress
+        result, problems = postlens.report(targets, progress=sys.stderr if show else None, **opts)
     except PostlensError as e:
         _fail(str(e), e.exit_code)
         return

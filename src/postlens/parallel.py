@@ -23,7 +23,7 @@ from typing import Any
 from postlens.errors import InputError
 from postlens.lines import MONTH_NAMES, LineParser, YearGuess, classic_month, zone
 from postlens.pipeline import Analysis, Settings, input_table
-from postlens.sources import Source, expand, iter_lines, open_source
+from postlens.sources import Source, expand, is_plain, iter_lines, open_source
 
 # Each chunk costs a pickled partial result and a merge, so a file gets one chunk per process,
 # within these bounds (the upper one keeps a worker's in-flight state small).
@@ -43,16 +43,6 @@ class Chunk:
     length: int | None  # None: to the end (compressed files, stdin)
     years: YearGuess
     first: bool
-
-
-def _is_plain(source: Source) -> bool:
-    if source.path == "-":
-        return False
-    try:
-        with open_source(source):
-            return not source.stats.pop("compression", 0)
-    except InputError:
-        return False
 
 
 def _year_states(source: Source, starts: list[int], years: YearGuess) -> list[YearGuess]:
@@ -108,7 +98,7 @@ def plan(sources: list[Source], settings: Settings, chunk_bytes: int) -> list[Ch
     tz = zone(settings.tz)
     for source in sources:
         years = YearGuess(settings.year, source.mtime, tz)
-        starts = _boundaries(source, chunk_bytes) if _is_plain(source) else [0]
+        starts = _boundaries(source, chunk_bytes) if is_plain(source) else [0]
         if len(starts) == 1:
             chunks.append(Chunk(source, 0, None, years, not chunks))
             continue

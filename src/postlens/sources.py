@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from postlens import progress
 from postlens.errors import InputError
 
 BLOCK = 1 << 20
@@ -169,6 +170,25 @@ def open_source(src: Source) -> BinaryIO:
     return buffered  # type: ignore[return-value]
 
 
+def is_plain(source: Source) -> bool:
+    """Whether a source is an uncompressed file: one that can be cut at byte offsets."""
+    if source.path == "-":
+        return False
+    try:
+        with open_source(source):
+            return not source.stats.pop("compression", 0)
+    except InputError:
+        return False
+
+
+def plain_total(paths: list[str]) -> int | None:
+    """The bytes to read when every input is an uncompressed file; None when not known ahead."""
+    sources, _ = expand(paths)
+    if not sources or not all(is_plain(s) for s in sources):
+        return None
+    return sum(s.size or 0 for s in sources)
+
+
 def _decode(src: Source, chunk: bytes) -> list[str]:
     try:
         text = chunk.decode("utf-8")
@@ -220,8 +240,10 @@ def iter_lines(src: Source, stream: BinaryIO, limit: int | None = None) -> Itera
             rest = block[cut + 1 :]
             lines = _decode(src, block[:cut])
             done += cut + 1
+            progress.advance(cut + 1)
             yield from lines
         if rest:
+            progress.advance(len(rest))
             yield from _decode(src, rest)
     except (OSError, EOFError, lzma.LZMAError, ValueError) as e:
         raise InputError(src.name, f"unreadable after {done} bytes: {e}") from e
