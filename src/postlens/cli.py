@@ -74,6 +74,7 @@ def _default_paths() -> list[str]:
 @click.option("-i", "--ignore-case", is_flag=True, help="pflogsumm view: compare addresses without case.")
 @click.option("--smtpd-stats", is_flag=True, help="Add SMTP connection statistics.")
 @click.option("--no-no-msg-size", "no_no_size", is_flag=True, help="Leave out 'Messages with no size data'.")
+@click.option("--by-host", is_flag=True, help="Add the grand totals of each mail server.")
 @click.option("--sample", is_flag=True, help="Report on the bundled sample log.")
 @click.option(
     "-j",
@@ -118,6 +119,7 @@ def report(
         smtpd_stats=opts.pop("smtpd_stats"),
         zero_fill=opts.pop("zero_fill"),
         no_no_size=opts.pop("no_no_size"),
+        by_host=opts.pop("by_host"),
     )
     try:
         show = sys.stderr.isatty() if progress is None else progress

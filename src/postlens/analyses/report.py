@@ -35,12 +35,13 @@ from postlens.events import (
 from postlens.lines import KIND_POSTFIX
 from postlens.messages import ENDED_ABORTED, ENDED_OPEN, Arrived, Message, Session, hop_target
 
-TOTAL_FIELDS = (
+# totals counted per mail server (the host field of each line), then added up
+COUNTED_FIELDS = (
     "received", "delivered", "forwarded", "deferred", "deferrals", "bounced", "expired",
     "rejected", "reject_warnings", "held", "discarded", "notifications", "bytes_received",
-    "bytes_delivered", "senders", "sending_hosts_domains", "recipients",
-    "recipient_hosts_domains",
+    "bytes_delivered",
 )  # fmt: skip
+TOTAL_FIELDS = (*COUNTED_FIELDS, "senders", "sending_hosts_domains", "recipients", "recipient_hosts_domains")
 TRAFFIC = ("received", "delivered", "deferred", "bounced", "rejected")
 
 # Reject actions by the total they count in.
@@ -152,7 +153,7 @@ class Report:
         if total is None:
             t.counter("actions")[ev.action] += 1
             return
-        self._totals[total] += 1
+        self._totals[(ev.line.host, total)] += 1
         if total == "rejected":
             self._traffic[(int(ev.line.ts // 900), "rejected")] += 1
             t.counter("reject_kind")[ev.stage] += 1
@@ -199,7 +200,7 @@ class Report:
             self.t.counter("dnsbl")[ev.detail.split(" ", 1)[0]] += 1
 
     def _notice(self, ev: Notice) -> None:
-        self._totals["notifications"] += 1
+        self._totals[(ev.line.host, "notifications")] += 1
         self.t.counter("notice_kind")[ev.kind] += 1
 
     def _master(self, ev: MasterMessage) -> None:
@@ -272,10 +273,11 @@ class Report:
             span["last"] = msg.last_ts
         size = msg.size
         if msg.expired is not None:
-            self._totals["expired"] += 1
+            self._totals[(msg.host, "expired")] += 1
         if not msg.deliveries:
             return
         notice = msg.origin == "" and not msg.headless and msg.sender == ""
+        host = msg.host
         deferred = False
         totals = self._totals
         traffic = self._traffic
@@ -293,18 +295,18 @@ class Report:
                     state["hops"] += 1
                     continue
                 if "forwarded as " in d.reply:
-                    totals["forwarded"] += 1
+                    totals[(host, "forwarded")] += 1
                     continue
                 self._delivered(d, addr, dom, row, size, notice, msg)
             elif status == "deferred":
                 deferred = True
-                totals["deferrals"] += 1
+                totals[(host, "deferrals")] += 1
                 traffic[(int(d.line.ts // 900), "deferred")] += 1
                 row[3] += 1
                 bump_max(self._rdom_max, dom, centis(d.delay))
                 self.t.counter("deferral_reasons")[(d.tag.daemon, norm.reason(d.reply))] += 1
             elif status == "bounced":
-                totals["bounced"] += 1
+                totals[(host, "bounced")] += 1
                 traffic[(int(d.line.ts // 900), "bounced")] += 1
                 row[4] += 1
                 self.t.counter("bounce_reasons")[(d.relay, norm.reason(d.reply))] += 1
@@ -313,7 +315,7 @@ class Report:
             else:
                 self.t.counter("other_status")[status] += 1
         if deferred:
-            totals["deferred"] += 1
+            totals[(host, "deferred")] += 1
 
     def settle(self, msg: Arrived) -> None:
         """Count a message's arrival, once it is known whether it is a filter's re-injection."""
@@ -323,8 +325,9 @@ class Report:
             self._received(msg, msg.size or 0)
 
     def _received(self, msg: Arrived, size: int) -> None:
-        self._totals["received"] += 1
-        self._totals["bytes_received"] += size
+        totals = self._totals
+        totals[(msg.host, "received")] += 1
+        totals[(msg.host, "bytes_received")] += size
         self._traffic[(int(msg.first_ts // 900), "received")] += 1
         sender = self._addr(msg.sender or "")
         add_row(self._senders, sender, 1, size)
@@ -337,7 +340,7 @@ class Report:
 
     def _delivered(self, d: Delivery, addr: str, dom: str, row: list[int], size: int | None,
                    notice: bool, msg: Message) -> None:  # fmt: skip
-        self._totals["delivered"] += 1
+        self._totals[(msg.host, "delivered")] += 1
         self._traffic[(int(d.line.ts // 900), "delivered")] += 1
         if notice:
             self._messages["notice_deliveries"] += 1
@@ -346,7 +349,7 @@ class Report:
             self._messages["no_size"] += 1
             size = 0
         else:
-            self._totals["bytes_delivered"] += size
+            self._totals[(msg.host, "bytes_delivered")] += size
         add_row(self._recipients, addr, 1, size)
         delay = centis(d.delay)
         row[0] += 1

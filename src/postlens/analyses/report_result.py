@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from postlens.analyses.report import TOTAL_FIELDS, TRAFFIC, TimeBuckets, percentile
+from postlens.analyses.report import COUNTED_FIELDS, TOTAL_FIELDS, TRAFFIC, TimeBuckets, percentile
 from postlens.analyses.tally import Tally
 
 SCHEMA_VERSION = 1
@@ -38,8 +38,15 @@ def _iso(ts: float | None) -> str | None:
 def build_result(t: Tally, buckets: TimeBuckets) -> dict[str, Any]:
     c = t.counts.get
     v = t.vectors.get
-    totals_c = c("totals", Counter())
-    totals = {f: totals_c.get(f, 0) for f in TOTAL_FIELDS}
+    totals = dict.fromkeys(TOTAL_FIELDS, 0)
+    by_host: dict[str, dict[str, Any]] = {}
+    for (host, field), n in c("totals", Counter()).items():
+        totals[field] += n
+        host_row = by_host.get(host)
+        if host_row is None:
+            host_row = by_host[host] = {"host": host, **dict.fromkeys(COUNTED_FIELDS, 0)}
+        host_row[field] += n
+    hosts = [by_host[h] for h in sorted(by_host)]
     senders = v("sender", {})
     recipients = v("recipient", {})
     rdom = v("rdom", {})
@@ -185,6 +192,7 @@ def build_result(t: Tally, buckets: TimeBuckets) -> dict[str, Any]:
         "schema": SCHEMA_VERSION,
         "period": {"first": _iso(first), "last": _iso(last), "days": len(days)},
         "totals": totals,
+        "hosts": hosts,
         "messages": {
             k: messages.get(k, 0)
             for k in (

@@ -35,6 +35,7 @@ class RenderOptions:
     smtpd_stats: bool = False
     zero_fill: bool = False
     no_no_size: bool = False
+    by_host: bool = False  # the grand totals of each mail server too
     title: str = "postlens report"
 
 

@@ -165,6 +165,19 @@ def _grand_totals(r: dict[str, Any]) -> Section:
     return Section("grand-totals", "Grand Totals", blocks)
 
 
+_PER_HOST: Spec = (
+    ("mail server", "host"), ("received:int", "received"), ("delivered:int", "delivered"),
+    ("forwarded:int", "forwarded"), ("deferred:int", "deferred"), ("bounced:int", "bounced"),
+    ("expired:int", "expired"), ("rejected:int", "rejected"), ("held:int", "held"),
+    ("discarded:int", "discarded"), ("notifications:int", "notifications"),
+    ("bytes received:int", "bytes_received"), ("bytes delivered:int", "bytes_delivered"),
+)  # fmt: skip
+
+
+def _per_host(r: dict[str, Any]) -> Section:
+    return Section("per-host", "Per Mail Server", _listing(r["hosts"], _PER_HOST))
+
+
 def _per_day(r: dict[str, Any], o: RenderOptions) -> Section | None:
     if len(r["per_day"]) <= 1:
         return None
@@ -418,7 +431,8 @@ def report_sections(r: dict[str, Any], o: RenderOptions) -> list[Section]:
     ordered = [*problems, *main] if o.problems_first else [*main, *problems]
     own = [_delays(r), _notifications(r, o.detail), _tls(r, o.detail), _postscreen(r, o.detail),
            _auth(r, o.detail), _coverage(r), _inputs(r)]  # fmt: skip
-    return [s for s in (_grand_totals(r), *ordered, *own) if s is not None]
+    hosts = [_per_host(r)] if o.by_host else []
+    return [s for s in (_grand_totals(r), *hosts, *ordered, *own) if s is not None]
 
 
 def period_text(r: dict[str, Any]) -> str:

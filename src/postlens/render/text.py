@@ -73,6 +73,20 @@ def _grand_totals(r: dict[str, Any], out: list[str]) -> None:
     )
 
 
+def _per_host(r: dict[str, Any], out: list[str]) -> None:
+    _title(out, "Per Mail Server")
+    if not r["hosts"]:
+        return _none(out)
+    out.append(" received delivered deferred  bounced rejected  expired   bytes in  bytes out mail server")
+    out.append(" -------- --------- -------- -------- -------- -------- ---------- ---------- -----------")
+    for h in r["hosts"]:
+        out.append(
+            f" {h['received']:8d} {h['delivered']:9d} {h['deferred']:8d} {h['bounced']:8d} "
+            f"{h['rejected']:8d} {h['expired']:8d} {h['bytes_received']:10d} {h['bytes_delivered']:10d} "
+            f"{clean(h['host'])}"
+        )
+
+
 def _per_day(r: dict[str, Any], o: RenderOptions, out: list[str]) -> None:
     if len(r["per_day"]) <= 1:
         return
@@ -272,6 +286,8 @@ def render_text(r: dict[str, Any], o: RenderOptions) -> str:
     else:
         out.append(f"{o.title}: no mail in the log")
     _grand_totals(r, out)
+    if o.by_host:
+        _per_host(r, out)
     if o.smtpd_stats:
         _smtpd(r, o, out)
     if o.problems_first:
