@@ -3,8 +3,8 @@
 
 Prints both wall times, the ratio, peak memory (max RSS of each process), and whether
 the grand totals agree (postlens's ``pflogsumm`` object against pflogsumm's own print).
-Memory is also measured on the first quarter of the log, to show it does not grow with
-the log's length.
+Memory is also measured on the first tenth of the log, to show it does not grow with
+the log's length. With the dask extra installed, the Dask engine (a local cluster) runs too.
 
     bench/report_vs_pflogsumm.py LOG            # a log of a million lines or more
     bench/report_vs_pflogsumm.py --from-lab     # build one from a real Postfix lab run (root)
@@ -16,6 +16,7 @@ Times are measured, never asserted: machines here are shared and noisy. Each com
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -80,6 +81,8 @@ def main() -> int:
     n_lines = sum(1 for _ in log.open("rb"))
     size_mb = log.stat().st_size / 1e6
     print(f"log: {log} ({n_lines} lines, {size_mb:.1f} MB)")
+    build = subprocess.run([sys.executable, "-m", "postlens", "--version"], capture_output=True, text=True)
+    print(f"build: {build.stdout.strip()}")
 
     pfl_out, pl_out = str(Path(tmp) / "pflogsumm.txt"), str(Path(tmp) / "postlens.json")
     postlens = [sys.executable, "-m", "postlens", "report", "--format", "json"]
@@ -90,8 +93,14 @@ def main() -> int:
     all_out = str(Path(tmp) / f"postlens-j{cores}.json")
     t_all, m_all = best([*postlens, "-j", str(cores), str(log)], all_out, args.repeat)
     same = Path(all_out).read_bytes() == Path(pl_out).read_bytes()
-    quarter = head(log, n_lines // 4, tmp)
-    _, m_pl_quarter = measure([*single, str(quarter)], str(Path(tmp) / "quarter.json"))
+    dask = None
+    if importlib.util.find_spec("distributed") is not None:
+        dask_out = str(Path(tmp) / "postlens-dask.json")
+        on_dask = [*postlens, "--engine", "dask", "-j", str(cores), str(log)]
+        t_dask, m_dask = best(on_dask, dask_out, args.repeat)
+        dask = (t_dask, m_dask, Path(dask_out).read_bytes() == Path(pl_out).read_bytes())
+    tenth = head(log, n_lines // 10, tmp)
+    _, m_pl_tenth = measure([*single, str(tenth)], str(Path(tmp) / "tenth.json"))
 
     theirs = parse_grand_totals(Path(pfl_out).read_text(errors="replace"))
     ours = json.loads(Path(pl_out).read_text())["pflogsumm"]
@@ -101,12 +110,19 @@ def main() -> int:
     print(f"pflogsumm          {t_pfl:8.2f} s   {n_lines / t_pfl:10.0f} lines/s   peak {m_pfl:5d} MiB")
     print(f"postlens -j 1      {t_pl:8.2f} s   {n_lines / t_pl:10.0f} lines/s   peak {m_pl:5d} MiB")
     print(f"postlens -j {cores:<4d}   {t_all:8.2f} s   {n_lines / t_all:10.0f} lines/s   peak {m_all:5d} MiB")
+    if dask:
+        print(
+            f"postlens dask       {dask[0]:8.2f} s   {n_lines / dask[0]:10.0f} lines/s   "
+            f"peak {dask[1]:5d} MiB (client; {cores} local workers not counted)"
+        )
     print(
         f"speed ratio (pflogsumm time / postlens time): {t_pfl / t_pl:.2f} with -j 1, "
         f"{t_pfl / t_all:.2f} with -j {cores}"
     )
     print(f"speed-up of -j {cores} over -j 1: {t_pl / t_all:.2f}; reports byte-identical: {same}")
-    print(f"postlens peak memory: {m_pl_quarter} MiB on {n_lines // 4} lines, {m_pl} MiB on {n_lines} lines")
+    if dask:
+        print(f"dask local cluster: ratio {t_pfl / dask[0]:.2f}, report byte-identical to -j 1: {dask[2]}")
+    print(f"postlens peak memory: {m_pl_tenth} MiB on {n_lines // 10} lines, {m_pl} MiB on {n_lines} lines")
     if not differ:
         print("grand totals identical")
     elif reused and set(differ) <= REUSE_AFFECTED:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -20,6 +21,11 @@ def need(condition: bool, reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"required under CI: {reason}")
     pytest.skip(reason)
+
+
+def need_module(name: str) -> None:
+    """``need`` an importable module of an optional extra."""
+    need(importlib.util.find_spec(name) is not None, f"{name} is not installed (pip install '.[dask]')")
 
 
 @pytest.fixture(scope="session")

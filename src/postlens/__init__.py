@@ -18,6 +18,7 @@ from postlens.progress import shown
 from postlens.sources import plain_total
 
 __version__ = "0.1.0"
+ENGINES = ("local", "dask")
 __all__ = [
     "Analysis", "InputError", "PostlensError", "ReportOptions", "Settings", "UsageError",
     "__version__", "compiled", "report", "sample_log",
@@ -47,11 +48,15 @@ def report(
     ignore_case: bool = False,
     rej_add_from: bool = False,
     jobs: int = 1,
+    engine: str = "local",
+    scheduler: str | None = None,
     progress: TextIO | None = None,
 ) -> tuple[dict[str, Any], list[InputError]]:
     """Read the logs and return the report result and the inputs that could not be read.
 
     ``jobs`` > 1 reads chunks of the log in that many processes; the result is the same.
+    ``engine="dask"`` reads them on the Dask cluster at ``scheduler`` (or a local one of
+    ``jobs`` workers).
     With ``progress`` (a terminal, usually standard error), a progress line is kept there.
     """
     try:
@@ -69,13 +74,23 @@ def report(
         end=end,
         report=ReportOptions(verp_mung=verp_mung, ignore_case=ignore_case, rej_add_from=rej_add_from),
     )
+    if engine not in ENGINES:
+        raise UsageError(f"--engine: {engine!r} is not one of {', '.join(ENGINES)}")
+    if scheduler and engine != "dask":
+        raise UsageError("--scheduler needs --engine dask")
     if progress is None:
-        return _analyse(paths, settings, jobs)
+        return _analyse(paths, settings, jobs, engine, scheduler)
     with shown(plain_total(paths), progress):
-        return _analyse(paths, settings, jobs)
+        return _analyse(paths, settings, jobs, engine, scheduler)
 
 
-def _analyse(paths: list[str], settings: Settings, jobs: int) -> tuple[dict[str, Any], list[InputError]]:
+def _analyse(
+    paths: list[str], settings: Settings, jobs: int, engine: str, scheduler: str | None
+) -> tuple[dict[str, Any], list[InputError]]:
+    if engine == "dask":
+        from postlens.cluster import analyse_dask
+
+        return analyse_dask(paths, settings, scheduler, jobs)
     if jobs > 1:
         from postlens.parallel import analyse_parallel
 

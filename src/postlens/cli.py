@@ -85,6 +85,18 @@ def _default_paths() -> list[str]:
     help="Processes to read with; any number gives the same report.",
 )
 @click.option(
+    "--engine",
+    type=click.Choice(postlens.ENGINES),
+    default="local",
+    show_default=True,
+    help="Where chunks are read: worker processes here, or a Dask cluster (postlens[dask]).",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="The Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster of -j workers).",
+)
+@click.option(
     "--progress/--no-progress",
     default=None,
     help="Show progress on standard error.  [default: when it is a terminal]",

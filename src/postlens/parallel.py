@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import multiprocessing
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -154,9 +154,20 @@ def analyse_parallel(
     sources, problems = expand(paths)
     jobs = jobs or os.cpu_count() or 1
     chunks = plan(sources, settings, chunk_bytes or chunk_size(sources, jobs))
+    return merge_parts(sources, problems, settings, chunks, _results(chunks, settings, jobs))
+
+
+def merge_parts(
+    sources: list[Source],
+    problems: list[InputError],
+    settings: Settings,
+    chunks: list[Chunk],
+    parts: Iterable[tuple[Analysis, InputError | None]],
+) -> tuple[dict[str, Any], list[InputError]]:
+    """Merge the chunks' partial results, given in log order, into the report."""
     whole: Analysis | None = None
     failed: dict[str, str] = {}
-    for chunk, (part, error) in zip(chunks, _results(chunks, settings, jobs), strict=True):
+    for chunk, (part, error) in zip(chunks, parts, strict=True):
         if error is not None and chunk.source.name not in failed:
             failed[chunk.source.name] = error.problem
             problems.append(error)

@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 from postlens import progress
 from postlens.errors import InputError
+from postlens.remote import expand_url, is_url, open_url
 
 BLOCK = 1 << 20
 
@@ -82,10 +83,19 @@ def expand(args: list[str]) -> tuple[list[Source], list[InputError]]:
     """Paths, globs and directories to an ordered list of sources, and the problems found."""
     problems: list[InputError] = []
     found: list[str] = []
+    remote: dict[str, tuple[float | None, int | None]] = {}  # url -> (mtime, size)
     stdin = False
     for arg in args:
         if arg == "-":
             stdin = True
+            continue
+        if is_url(arg):
+            try:
+                for url, mtime, size in expand_url(arg, _LOG_NAME_RE):
+                    remote[url] = (mtime, size)
+                    found.append(url)
+            except InputError as e:
+                problems.append(e)
             continue
         if os.path.isdir(arg):
             names = sorted(n for n in os.listdir(arg) if _LOG_NAME_RE.match(n))
@@ -107,12 +117,15 @@ def expand(args: list[str]) -> tuple[list[Source], list[InputError]]:
     seen: set[str] = set()
     unique = []
     for p in found:
-        real = os.path.realpath(p)
+        real = p if p in remote else os.path.realpath(p)
         if real not in seen:
             seen.add(real)
             unique.append(p)
     sources = []
     for i, p in enumerate(order_rotated(unique)):
+        if p in remote:
+            sources.append(Source(p, i, *remote[p]))
+            continue
         try:
             st = os.stat(p)
             sources.append(Source(p, i, st.st_mtime, st.st_size))
@@ -146,6 +159,8 @@ def open_source(src: Source) -> BinaryIO:
     """Open a source for binary reading, decompressing by its magic bytes."""
     if src.path == "-":
         raw: BinaryIO = sys.stdin.buffer
+    elif is_url(src.path):
+        raw = open_url(src.path)
     else:
         try:
             raw = open(src.path, "rb")  # noqa: SIM115 - closed by the caller
@@ -171,8 +186,8 @@ def open_source(src: Source) -> BinaryIO:
 
 
 def is_plain(source: Source) -> bool:
-    """Whether a source is an uncompressed file: one that can be cut at byte offsets."""
-    if source.path == "-":
+    """Whether a source is an uncompressed local file: one that can be cut at byte offsets."""
+    if source.path == "-" or is_url(source.path):
         return False
     try:
         with open_source(source):
