@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
-
-from mypy_extensions import mypyc_attr
 
 MONTHS = {
     m: i
@@ -51,8 +49,17 @@ _RFC5424_RE = re.compile(
 )
 
 
-@mypyc_attr(serializable=True)  # pickled between processes by -j
-@dataclass(slots=True)
+def by_fields(record: Any) -> tuple[Any, ...]:
+    """``__reduce__`` of a dataclass whose ``__init__`` takes every field, in order.
+
+    Compiled classes (setup.py) pickle, for -j, only in ways they are told. The records
+    built per line write out their ``__init__``: mypyc makes it native, about ten times as
+    fast as the one ``@dataclass`` generates.
+    """
+    return (type(record), tuple(getattr(record, f.name) for f in fields(record)))
+
+
+@dataclass(slots=True, init=False)
 class Line:
     """One log line with its header taken apart."""
 
@@ -62,6 +69,17 @@ class Line:
     pid: str
     payload: str
     fmt: int
+
+    def __init__(self, ts: float, host: str, program: str, pid: str, payload: str, fmt: int) -> None:
+        self.ts = ts
+        self.host = host
+        self.program = program
+        self.pid = pid
+        self.payload = payload
+        self.fmt = fmt
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return by_fields(self)
 
 
 def zone(name: str | None) -> tzinfo | None:

@@ -25,10 +25,8 @@ from __future__ import annotations
 import heapq
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, cast
-
-from mypy_extensions import mypyc_attr
 
 from postlens.events import (
     Arrival,
@@ -47,6 +45,7 @@ from postlens.events import (
     Removed,
     SessionProblem,
 )
+from postlens.lines import by_fields
 
 # Seconds of log time a removed loopback-client message waits for a hop to name it. The
 # filter answers the hop right after re-injecting, so the link comes within its reply time.
@@ -89,29 +88,54 @@ def hop_target(d: Delivery) -> str:
     return m.group(1) if m else ""
 
 
-@mypyc_attr(serializable=True)  # pickled between processes by -j
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # a written __init__: see lines.by_fields
 class Message:
     host: str
     instance: str
     qid: str
     first_ts: float
-    last_ts: float = 0.0
-    origin: str = ""  # "smtpd", "pickup", or "" (made by Postfix itself, or start not in log)
-    arrival: Arrival | None = None
-    pickup: Pickup | None = None
-    message_id: str | None = None
-    queued: Queued | None = None
-    deliveries: list[Delivery] = field(default_factory=list)
-    hops: list[str] = field(default_factory=list)
-    notices: list[Notice] = field(default_factory=list)
-    actions: list[Reject] = field(default_factory=list)
-    expired: Expired | None = None
-    headless: bool = False  # its first lines are not in the log
-    ended: str = ENDED_OPEN
-    policy: str = ""  # "hold" or "discard" when smtpd or cleanup said so
-    reinjected: bool = False
-    link_pending: bool = False  # handed on, but whether it is a re-injection is not known yet
+    last_ts: float
+    origin: str  # "smtpd", "pickup", or "" (made by Postfix itself, or start not in log)
+    arrival: Arrival | None
+    pickup: Pickup | None
+    message_id: str | None
+    queued: Queued | None
+    deliveries: list[Delivery]
+    hops: list[str]
+    notices: list[Notice]
+    actions: list[Reject]
+    expired: Expired | None
+    headless: bool  # its first lines are not in the log
+    ended: str
+    policy: str  # "hold" or "discard" when smtpd or cleanup said so
+    reinjected: bool
+    link_pending: bool  # handed on, but whether it is a re-injection is not known yet
+
+    def __init__(self, host: str, instance: str, qid: str, first_ts: float, last_ts: float) -> None:
+        self.host = host
+        self.instance = instance
+        self.qid = qid
+        self.first_ts = first_ts
+        self.last_ts = last_ts
+        self.origin = ""
+        self.arrival = None
+        self.pickup = None
+        self.message_id = None
+        self.queued = None
+        self.deliveries = []
+        self.hops = []
+        self.notices = []
+        self.actions = []
+        self.expired = None
+        self.headless = False
+        self.ended = ENDED_OPEN
+        self.policy = ""
+        self.reinjected = False
+        self.link_pending = False
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        args = (self.host, self.instance, self.qid, self.first_ts, self.last_ts)
+        return (Message, args, self.__getstate__())
 
     @property
     def sender(self) -> str | None:
@@ -138,8 +162,7 @@ class Message:
         )  # fmt: skip
 
 
-@mypyc_attr(serializable=True)  # pickled between processes by -j
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # a written __init__: see lines.by_fields
 class Arrived:
     """A finished message held for a late hop link: only what counting its arrival needs."""
 
@@ -153,8 +176,39 @@ class Arrived:
     client_host: str
     client_ip: str
     policy: str
-    reinjected: bool = False
-    ended: str = ENDED_REMOVED
+    reinjected: bool
+    ended: str
+
+    def __init__(
+        self,
+        host: str,
+        qid: str,
+        first_ts: float,
+        last_ts: float,
+        origin: str,
+        sender: str | None,
+        size: int | None,
+        client_host: str,
+        client_ip: str,
+        policy: str,
+        reinjected: bool = False,
+        ended: str = ENDED_REMOVED,
+    ) -> None:
+        self.host = host
+        self.qid = qid
+        self.first_ts = first_ts
+        self.last_ts = last_ts
+        self.origin = origin
+        self.sender = sender
+        self.size = size
+        self.client_host = client_host
+        self.client_ip = client_ip
+        self.policy = policy
+        self.reinjected = reinjected
+        self.ended = ended
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return by_fields(self)
 
     @property
     def entered(self) -> bool:
@@ -162,18 +216,42 @@ class Arrived:
         return bool(self.origin) and (self.size is not None or self.policy != "")
 
 
-@mypyc_attr(serializable=True)  # pickled between processes by -j
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # a written __init__: see lines.by_fields
 class Session:
     host: str
     program: str
     pid: str
     connect: Connect | None
-    disconnect: Disconnect | None = None
-    messages: list[Message] = field(default_factory=list)
-    problem_after: str = ""
-    policy: Reject | None = None  # a NOQUEUE hold/discard for the transaction's coming message
-    headless: bool = False
+    disconnect: Disconnect | None
+    messages: list[Message]
+    problem_after: str
+    policy: Reject | None  # a NOQUEUE hold/discard for the transaction's coming message
+    headless: bool
+
+    def __init__(
+        self,
+        host: str,
+        program: str,
+        pid: str,
+        connect: Connect | None,
+        disconnect: Disconnect | None = None,
+        messages: list[Message] | None = None,
+        problem_after: str = "",
+        policy: Reject | None = None,
+        headless: bool = False,
+    ) -> None:
+        self.host = host
+        self.program = program
+        self.pid = pid
+        self.connect = connect
+        self.disconnect = disconnect
+        self.messages = [] if messages is None else messages
+        self.problem_after = problem_after
+        self.policy = policy
+        self.headless = headless
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return by_fields(self)
 
 
 MessageKey = tuple[str, str, str]
