@@ -56,7 +56,14 @@ def by_fields(record: Any) -> tuple[Any, ...]:
     built per line write out their ``__init__``: mypyc makes it native, about ten times as
     fast as the one ``@dataclass`` generates.
     """
-    return (type(record), tuple(getattr(record, f.name) for f in fields(record)))
+    cls = type(record)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(record))
+    return (cls, tuple([getattr(record, name) for name in names]))
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 @dataclass(slots=True, init=False)
