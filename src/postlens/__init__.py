@@ -10,18 +10,31 @@ from importlib import resources
 from typing import Any, TextIO
 
 from postlens.analyses.report import ReportOptions
-from postlens.dates import period
+from postlens.dates import moment, period
 from postlens.errors import InputError, PostlensError, UsageError
 from postlens.lines import zone
 from postlens.pipeline import Analysis, Settings, analyse
 from postlens.progress import shown
 from postlens.sources import plain_total
+from postlens.trace import STATUSES as TRACE_STATUSES
+from postlens.trace import Query
+from postlens.trace import trace as trace_logs
 
 __version__ = "0.1.0"
 ENGINES = ("local", "dask")
 __all__ = [
-    "Analysis", "InputError", "PostlensError", "ReportOptions", "Settings", "UsageError",
-    "__version__", "compiled", "report", "sample_log",
+    "TRACE_STATUSES",
+    "Analysis",
+    "InputError",
+    "PostlensError",
+    "ReportOptions",
+    "Settings",
+    "UsageError",
+    "__version__",
+    "compiled",
+    "report",
+    "sample_log",
+    "trace",
 ]  # fmt: skip
 
 
@@ -82,6 +95,45 @@ def report(
         return _analyse(paths, settings, jobs, engine, scheduler)
     with shown(plain_total(paths), progress):
         return _analyse(paths, settings, jobs, engine, scheduler)
+
+
+def trace(
+    paths: list[str],
+    *,
+    senders: tuple[str, ...] = (),
+    recipients: tuple[str, ...] = (),
+    qids: tuple[str, ...] = (),
+    msgids: tuple[str, ...] = (),
+    clients: tuple[str, ...] = (),
+    sasl_users: tuple[str, ...] = (),
+    statuses: tuple[str, ...] = (),
+    since: str | None = None,
+    until: str | None = None,
+    raw: bool = False,
+    year: int | None = None,
+    tz: str | None = None,
+    syslog_name: str | None = None,
+) -> tuple[list[dict[str, Any]], list[InputError]]:
+    """The messages and NOQUEUE rejects that match, oldest first, and the unreadable inputs.
+
+    What ``postlens trace`` prints (docs/trace.md); ``since``/``until`` take ``2h``, ``3d``
+    or ISO 8601 times.
+    """
+    try:
+        zone_ = zone(tz)
+    except Exception as e:  # zoneinfo raises several kinds for a bad name
+        raise UsageError(f"--tz: unknown time zone {tz!r}") from e
+    query = Query(
+        senders=senders, recipients=recipients, qids=qids, msgids=msgids, clients=clients,
+        sasl_users=sasl_users, statuses=statuses,
+        since=moment(since, zone_, "--since") if since else None,
+        until=moment(until, zone_, "--until") if until else None,
+    )  # fmt: skip
+    try:
+        query.networks()
+    except ValueError as e:
+        raise UsageError(f"--client: {e}") from e
+    return trace_logs(paths, query, year=year, tz=tz, syslog_name=syslog_name, raw=raw)
 
 
 def _analyse(

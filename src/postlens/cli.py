@@ -10,9 +10,10 @@ from typing import Any
 import click
 
 import postlens
-from postlens.errors import EXIT_INPUT, PostlensError
+from postlens.errors import EXIT_INPUT, EXIT_NO_MATCH, EXIT_USAGE, PostlensError
 from postlens.output import write_output
 from postlens.render import FORMATS, RenderOptions, render
+from postlens.render.trace import TRACE_FORMATS, render_trace
 
 DEFAULT_LOGS = ("/var/log/mail.log", "/var/log/maillog")
 CONTEXT = {"help_option_names": ["--help"], "max_content_width": 100}
@@ -31,6 +32,21 @@ def _fail(message: str, code: int) -> None:
 )
 def main() -> None:
     """Postfix mail logs into answers."""
+
+
+def _targets(paths: tuple[str, ...], sample: bool) -> list[str]:
+    """The logs to read: those named, the sample, standard input, or the system's mail log."""
+    targets = list(paths)
+    if sample:
+        targets.append(postlens.sample_log())
+    if targets:
+        return targets
+    if not sys.stdin.isatty():
+        return ["-"]
+    targets = _default_paths()
+    if not targets:
+        _fail("no log given and none at /var/log/mail.log or /var/log/maillog; try --sample", EXIT_USAGE)
+    return targets
 
 
 def _default_paths() -> list[str]:
@@ -110,17 +126,7 @@ def report(
     standard input, in any order: rotated sets are read oldest first, compressed
     ones (gzip, bzip2, xz, zstd) as they are.
     """
-    targets = list(paths)
-    if sample:
-        targets.append(postlens.sample_log())
-    if not targets:
-        if not sys.stdin.isatty():
-            targets = ["-"]
-        else:
-            targets = _default_paths()
-            if not targets:
-                _fail("no log given and none at /var/log/mail.log or /var/log/maillog; "
-                      "try: postlens report --sample", 2)  # fmt: skip
+    targets = _targets(paths, sample)
     detail = opts.pop("detail")
     top_hosts, top_users = opts.pop("top_hosts"), opts.pop("top_users")
     render_opts = RenderOptions(
@@ -147,3 +153,63 @@ def report(
         click.echo(f"postlens: {p}", err=True)
     if problems:
         sys.exit(EXIT_INPUT)
+
+
+def _many(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Options given several times or as comma-separated lists."""
+    return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1)
+@click.option("--from", "senders", multiple=True, metavar="ADDR", help="Sender: address, domain or glob.")
+@click.option("--to", "recipients", multiple=True, metavar="ADDR", help="Recipient: address, domain or glob.")
+@click.option(
+    "--qid", "qids", multiple=True, metavar="ID", help="Queue ID (either side of a content filter)."
+)
+@click.option("--msgid", "msgids", multiple=True, metavar="ID", help="Message-ID, with or without <>.")
+@click.option(
+    "--client", "clients", multiple=True, metavar="IP/CIDR", help="Sending client address or network."
+)
+@click.option("--sasl-user", "sasl_users", multiple=True, metavar="USER", help="SASL login of the sender.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(("sent", *postlens.TRACE_STATUSES)),
+    help="Final state of the message or of one of its recipients.",
+)
+@click.option("--since", metavar="TIME", help="Messages active after: 2h, 3d, or 2026-11-27T08:00.")
+@click.option("--until", metavar="TIME", help="Messages that began before this time.")
+@click.option("--raw", is_flag=True, help="Add the original log lines of each message (nothing else).")
+@click.option("--format", "fmt", type=click.Choice(TRACE_FORMATS), default="text", show_default=True)
+@click.option("-o", "--output", metavar="FILE", help="Write here (whole or not at all) instead of stdout.")
+@click.option("--year", type=int, help="Year of the first line for stamps without one (default: file time).")
+@click.option("--tz", metavar="ZONE", help="Zone of stamps without one, and of --since/--until.")
+@click.option("--syslog-name", metavar="REGEX", help="A custom syslog_name, as a regular expression.")
+@click.option("--sample", is_flag=True, help="Search the bundled sample log.")
+def trace(paths: tuple[str, ...], fmt: str, output: str | None, sample: bool, **opts: Any) -> None:
+    """Where did a message go? Each message that matches, as a timeline with a verdict.
+
+    Options combine (all must match); an option given several times, or with
+    comma-separated values, matches any of them. Exit code 3 when nothing matches.
+    """
+    targets = _targets(paths, sample)
+    for key in ("senders", "recipients", "qids", "msgids", "clients", "sasl_users"):
+        opts[key] = _many(opts[key])
+    try:
+        hits, problems = postlens.trace(targets, **opts)
+    except PostlensError as e:
+        _fail(str(e), e.exit_code)
+        return
+    except re.error as e:
+        _fail(f"--syslog-name: not a regular expression: {e}", EXIT_USAGE)
+        return
+    write_output(render_trace(hits, fmt), output)
+    for p in problems:
+        click.echo(f"postlens: {p}", err=True)
+    if problems:
+        sys.exit(EXIT_INPUT)
+    if not hits:
+        click.echo("postlens: no message matches", err=True)
+        sys.exit(EXIT_NO_MATCH)

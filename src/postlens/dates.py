@@ -33,3 +33,21 @@ def period(spec: str, tz: tzinfo | None, now: float | None = None) -> tuple[floa
     if end < start:
         raise UsageError(f"-d: the range {spec!r} ends before it starts")
     return _midnight(start, tz), _midnight(end + timedelta(days=1), tz)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def moment(text: str, tz: tzinfo | None, option: str, now: float | None = None) -> float:
+    """A point in time: relative to now (``90m``, ``2h``, ``3d``, ``1w``) or ISO 8601."""
+    now = time.time() if now is None else now
+    unit = _UNITS.get(text[-1:])
+    if unit is not None and text[:-1].isdigit():
+        return now - int(text[:-1]) * unit
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{option}: {text!r} is not a time like 2h, 3d or 2026-11-27T08:00") from None
+    if dt.tzinfo is None:
+        return dt.timestamp() if tz is None else dt.replace(tzinfo=tz).timestamp()
+    return dt.timestamp()
