@@ -28,7 +28,7 @@ def _hit_text(h: dict[str, Any]) -> list[str]:
     pad = " " * len(first)
     who = f"from <{clean(h['sender'] or '')}>" if h["sender"] is not None else "sender not in the log"
     size = f" ({h['size']} bytes)" if h["size"] is not None else ""
-    msgid = f", message-id {clean(h['message_id'])}" if h["message_id"] else ""
+    msgid = f", message-id <{clean(h['message_id'])}>" if h["message_id"] else ""
     out.append(f"{first}{who}{size}{msgid}")
     client = h["client"]
     if client["ip"]:
