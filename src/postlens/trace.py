@@ -299,7 +299,8 @@ class Tracer:
             self.hits.append(hit)
 
     def reject(self, r: Reject) -> None:
-        if not r.qid and r.action.endswith(("reject", "hold", "discard")) and r.tag.daemon == "smtpd":
+        refused = r.action.endswith(("reject", "hold", "discard"))
+        if not r.qid and refused and r.tag.daemon in ("smtpd", "postscreen"):
             self._keep(noqueue_hit(r))
 
     def message(self, msg: Message) -> None:

@@ -71,7 +71,10 @@ _CLEANUP_ACTION_RE = re.compile(
     r"(header|body|END-OF-MESSAGE|CONNECT|HELO|MAIL|RCPT|DATA)\b ?(.*)$"
 )
 _REPLY_RE = re.compile(r"(\d{3})[ -](?:(\d\.\d{1,3}\.\d{1,3}) )?(.*)$", re.S)
-_ENVELOPE_RE = re.compile(r"(?:;|^) ?from=<([^>]*)>(?: to=<([^>]*)>)?(?: proto=\S+)?(?: helo=<([^>]*)>)?:?")
+# smtpd and cleanup separate the fields with spaces, postscreen with ", "
+_ENVELOPE_RE = re.compile(
+    r"(?:;|^) ?from=<([^>]*)>(?:,? to=<([^>]*)>)?(?:,? proto=[^\s,]+)?(?:,? helo=<([^>]*)>)?:?"
+)
 _DELIVERY_RE = re.compile(
     r"to=<([^>]*)>, (?:orig_to=<([^>]*)>, )?relay=([^,]+), (?:conn_use=\d+, )?delay=([\d.]+), "
     r"(?:delays=([\d./]+), )?(?:dsn=([\d.]+), )?status=(\S+)(?: \((.*)\))?"
