@@ -246,6 +246,9 @@ def message_hit(chain: list[Message]) -> dict[str, Any]:
         "incomplete": any(m.headless for m in chain) or last.ended == "",
     }
     hit["state"] = _state(head, last, recipients)
+    if not recipients:  # held, discarded or rejected: the recipients are in the policy lines
+        named = dict.fromkeys(r.recipient for m in chain for r in m.actions if r.recipient)
+        hit["recipients"] = [{"to": to, "orig_to": "", "state": hit["state"], "attempts": []} for to in named]
     hit["verdict"] = _verdict(hit)
     return hit
 
@@ -272,7 +275,7 @@ def noqueue_hit(r: Reject) -> dict[str, Any]:
         "rejects": [_reject_row(r)],
         "notices": [],
         "incomplete": False,
-        "state": "rejected" if r.action.endswith("reject") else r.action,
+        "state": "rejected",
         "_line": (r.line.ts, r.line.host, r.line.program, r.line.pid, r.line.payload),
     }
     hit["verdict"] = f"refused before queueing ({r.stage} from {r.client_host}[{r.client_ip}]): {r.reason}"
@@ -299,8 +302,8 @@ class Tracer:
             self.hits.append(hit)
 
     def reject(self, r: Reject) -> None:
-        refused = r.action.endswith(("reject", "hold", "discard"))
-        if not r.qid and refused and r.tag.daemon in ("smtpd", "postscreen"):
+        # a NOQUEUE hold or discard belongs to the message that follows it in the session
+        if not r.qid and r.action.endswith("reject") and r.tag.daemon in ("smtpd", "postscreen"):
             self._keep(noqueue_hit(r))
 
     def message(self, msg: Message) -> None:
