@@ -12,6 +12,7 @@ from typing import Any, TextIO
 from postlens.analyses.report import ReportOptions
 from postlens.dates import moment, period
 from postlens.errors import InputError, PostlensError, UsageError
+from postlens.export import export as export_rows
 from postlens.lines import zone
 from postlens.pipeline import Analysis, Settings, analyse
 from postlens.progress import shown
@@ -97,8 +98,7 @@ def report(
         return _analyse(paths, settings, jobs, engine, scheduler)
 
 
-def trace(
-    paths: list[str],
+def query(
     *,
     senders: tuple[str, ...] = (),
     recipients: tuple[str, ...] = (),
@@ -109,31 +109,57 @@ def trace(
     statuses: tuple[str, ...] = (),
     since: str | None = None,
     until: str | None = None,
-    raw: bool = False,
-    year: int | None = None,
     tz: str | None = None,
-    syslog_name: str | None = None,
-) -> tuple[list[dict[str, Any]], list[InputError]]:
-    """The messages and NOQUEUE rejects that match, oldest first, and the unreadable inputs.
-
-    What ``postlens trace`` prints (docs/trace.md); ``since``/``until`` take ``2h``, ``3d``
-    or ISO 8601 times.
-    """
+) -> Query:
+    """What trace and export select (docs/trace.md); ``since``/``until`` take ``2h``, ``3d``
+    or ISO 8601 times, in ``tz`` when they name no zone."""
     try:
         zone_ = zone(tz)
     except Exception as e:  # zoneinfo raises several kinds for a bad name
         raise UsageError(f"--tz: unknown time zone {tz!r}") from e
-    query = Query(
+    q = Query(
         senders=senders, recipients=recipients, qids=qids, msgids=msgids, clients=clients,
         sasl_users=sasl_users, statuses=statuses,
         since=moment(since, zone_, "--since") if since else None,
         until=moment(until, zone_, "--until") if until else None,
     )  # fmt: skip
     try:
-        query.networks()
+        q.networks()
     except ValueError as e:
         raise UsageError(f"--client: {e}") from e
-    return trace_logs(paths, query, year=year, tz=tz, syslog_name=syslog_name, raw=raw)
+    return q
+
+
+def trace(
+    paths: list[str],
+    *,
+    raw: bool = False,
+    year: int | None = None,
+    tz: str | None = None,
+    syslog_name: str | None = None,
+    **selection: Any,
+) -> tuple[list[dict[str, Any]], list[InputError]]:
+    """The messages and NOQUEUE rejects that match ``selection`` (see :func:`query`), oldest
+    first, and the inputs that could not be read. What ``postlens trace`` prints."""
+    q = query(tz=tz, **selection)
+    return trace_logs(paths, q, year=year, tz=tz, syslog_name=syslog_name, raw=raw)
+
+
+def export(
+    paths: list[str],
+    *,
+    table: str = "messages",
+    fmt: str = "csv",
+    output: str | None = None,
+    year: int | None = None,
+    tz: str | None = None,
+    syslog_name: str | None = None,
+    **selection: Any,
+) -> tuple[int, list[InputError]]:
+    """Write the rows of ``table`` that match ``selection`` to ``output`` (stdout when None);
+    return how many rows, and the inputs that could not be read. See docs/export.md."""
+    q = query(tz=tz, **selection)
+    return export_rows(paths, q, table, fmt, output, year=year, tz=tz, syslog_name=syslog_name)
 
 
 def _analyse(

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 import postlens
 from postlens.errors import EXIT_INPUT, EXIT_NO_MATCH, EXIT_USAGE, PostlensError
+from postlens.export import EXPORT_FORMATS, TABLES
 from postlens.output import write_output
 from postlens.render import FORMATS, RenderOptions, render
 from postlens.render.trace import TRACE_FORMATS, render_trace
@@ -160,56 +162,92 @@ def _many(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
 
 
+_SEARCH_OPTIONS = (
+    click.option("--from", "senders", multiple=True, metavar="ADDR", help="Sender: address, domain or glob."),
+    click.option("--to", "recipients", multiple=True, metavar="ADDR", help="Recipient (same forms)."),
+    click.option("--qid", "qids", multiple=True, metavar="ID", help="Queue ID (either side of a filter)."),
+    click.option("--msgid", "msgids", multiple=True, metavar="ID", help="Message-ID, with or without <>."),
+    click.option("--client", "clients", multiple=True, metavar="IP/CIDR", help="Client address or network."),
+    click.option("--sasl-user", "sasl_users", multiple=True, metavar="USER", help="Sender's SASL login."),
+    click.option(
+        "--status",
+        "statuses",
+        multiple=True,
+        type=click.Choice(("sent", *postlens.TRACE_STATUSES)),
+        help="Final state of the message or of one of its recipients.",
+    ),
+    click.option("--since", metavar="TIME", help="Messages active after: 2h, 3d, or 2026-11-27T08:00."),
+    click.option("--until", metavar="TIME", help="Messages that began before this time."),
+    click.option(
+        "-o", "--output", metavar="FILE", help="Write here (whole or not at all) instead of stdout."
+    ),
+    click.option(
+        "--year", type=int, help="Year of the first line for stamps without one (default: file time)."
+    ),
+    click.option("--tz", metavar="ZONE", help="Zone of stamps without one, and of --since/--until."),
+    click.option("--syslog-name", metavar="REGEX", help="A custom syslog_name, as a regular expression."),
+    click.option("--sample", is_flag=True, help="Search the bundled sample log."),
+)
+
+
+def _search_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options trace and export share: what to select, and how to read the logs."""
+    for option in reversed(_SEARCH_OPTIONS):
+        command = option(command)
+    return click.argument("paths", nargs=-1)(command)
+
+
+def _search(run: Callable[..., Any], paths: tuple[str, ...], sample: bool, opts: dict[str, Any]) -> Any:
+    """Call a search with the logs and options given; one line and an exit code on error."""
+    for key in ("senders", "recipients", "qids", "msgids", "clients", "sasl_users"):
+        opts[key] = _many(opts[key])
+    try:
+        return run(_targets(paths, sample), **opts)
+    except PostlensError as e:
+        _fail(str(e), e.exit_code)
+    except re.error as e:
+        _fail(f"--syslog-name: not a regular expression: {e}", EXIT_USAGE)
+
+
+def _problems(problems: list[Any]) -> None:
+    for p in problems:
+        click.echo(f"postlens: {p}", err=True)
+    if problems:
+        sys.exit(EXIT_INPUT)
+
+
 @main.command(context_settings=CONTEXT)
-@click.argument("paths", nargs=-1)
-@click.option("--from", "senders", multiple=True, metavar="ADDR", help="Sender: address, domain or glob.")
-@click.option("--to", "recipients", multiple=True, metavar="ADDR", help="Recipient: address, domain or glob.")
-@click.option(
-    "--qid", "qids", multiple=True, metavar="ID", help="Queue ID (either side of a content filter)."
-)
-@click.option("--msgid", "msgids", multiple=True, metavar="ID", help="Message-ID, with or without <>.")
-@click.option(
-    "--client", "clients", multiple=True, metavar="IP/CIDR", help="Sending client address or network."
-)
-@click.option("--sasl-user", "sasl_users", multiple=True, metavar="USER", help="SASL login of the sender.")
-@click.option(
-    "--status",
-    "statuses",
-    multiple=True,
-    type=click.Choice(("sent", *postlens.TRACE_STATUSES)),
-    help="Final state of the message or of one of its recipients.",
-)
-@click.option("--since", metavar="TIME", help="Messages active after: 2h, 3d, or 2026-11-27T08:00.")
-@click.option("--until", metavar="TIME", help="Messages that began before this time.")
+@_search_options
 @click.option("--raw", is_flag=True, help="Add the original log lines of each message (nothing else).")
 @click.option("--format", "fmt", type=click.Choice(TRACE_FORMATS), default="text", show_default=True)
-@click.option("-o", "--output", metavar="FILE", help="Write here (whole or not at all) instead of stdout.")
-@click.option("--year", type=int, help="Year of the first line for stamps without one (default: file time).")
-@click.option("--tz", metavar="ZONE", help="Zone of stamps without one, and of --since/--until.")
-@click.option("--syslog-name", metavar="REGEX", help="A custom syslog_name, as a regular expression.")
-@click.option("--sample", is_flag=True, help="Search the bundled sample log.")
 def trace(paths: tuple[str, ...], fmt: str, output: str | None, sample: bool, **opts: Any) -> None:
     """Where did a message go? Each message that matches, as a timeline with a verdict.
 
     Options combine (all must match); an option given several times, or with
     comma-separated values, matches any of them. Exit code 3 when nothing matches.
     """
-    targets = _targets(paths, sample)
-    for key in ("senders", "recipients", "qids", "msgids", "clients", "sasl_users"):
-        opts[key] = _many(opts[key])
-    try:
-        hits, problems = postlens.trace(targets, **opts)
-    except PostlensError as e:
-        _fail(str(e), e.exit_code)
-        return
-    except re.error as e:
-        _fail(f"--syslog-name: not a regular expression: {e}", EXIT_USAGE)
-        return
+    hits, problems = _search(postlens.trace, paths, sample, opts)
     write_output(render_trace(hits, fmt), output)
-    for p in problems:
-        click.echo(f"postlens: {p}", err=True)
-    if problems:
-        sys.exit(EXIT_INPUT)
+    _problems(problems)
     if not hits:
         click.echo("postlens: no message matches", err=True)
         sys.exit(EXIT_NO_MATCH)
+
+
+@main.command(context_settings=CONTEXT)
+@_search_options
+@click.option(
+    "--table",
+    type=click.Choice(tuple(TABLES)),
+    default="messages",
+    show_default=True,
+    help="One row per message, per delivery attempt, per reject, or per login.",
+)
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="csv", show_default=True)
+def export(paths: tuple[str, ...], sample: bool, **opts: Any) -> None:
+    """Every message, delivery attempt, reject or login, as rows: CSV, JSON Lines,
+    Elastic Common Schema JSON Lines, or SQLite (with -o). Selected like trace.
+    """
+    count, problems = _search(postlens.export, paths, sample, opts)
+    click.echo(f"postlens: {count} rows", err=True)
+    _problems(problems)

@@ -16,14 +16,14 @@ import ipaddress
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from postlens.errors import InputError
-from postlens.events import EventParser, Reject
+from postlens.events import Event, EventParser, Reject
 from postlens.lines import LineParser, YearGuess, zone
 from postlens.messages import LINK_WINDOW, Correlator, Message, hop_target, is_loopback
 from postlens.render import clean
@@ -92,7 +92,7 @@ class Query:
             have = (hit["message_id"] or "").strip("<>")
             if not any(m.strip("<>") == have for m in self.msgids):
                 return False
-        if networks and not _in_networks(hit["client"]["ip"], networks):
+        if networks and not in_networks(hit["client"]["ip"], networks):
             return False
         if self.sasl_users and (hit["sasl_user"] or "").lower() not in {u.lower() for u in self.sasl_users}:
             return False
@@ -104,7 +104,7 @@ class Query:
         return True
 
 
-def _in_networks(ip: str, networks: list[Any]) -> bool:
+def in_networks(ip: str, networks: list[Any]) -> bool:
     try:
         address = ipaddress.ip_address(ip.removeprefix("IPv6:"))
     except ValueError:
@@ -288,10 +288,10 @@ def noqueue_hit(r: Reject) -> dict[str, Any]:
 class Tracer:
     """Receives finished messages, joins filter copies, keeps the hits the query selects."""
 
-    def __init__(self, query: Query) -> None:
+    def __init__(self, query: Query, keep: Callable[[dict[str, Any]], None]) -> None:
         self.query = query
         self.networks = query.networks()
-        self.hits: list[dict[str, Any]] = []
+        self.keep = keep
         self._waiting: dict[tuple[str, str], list[Message]] = {}  # (host, copy's qid) -> chain
         self._pending: dict[int, int] = {}  # id(chain) -> copies still to come
         self._copies: dict[tuple[str, str], Message] = {}  # loopback arrivals no hop named yet
@@ -299,7 +299,7 @@ class Tracer:
 
     def _keep(self, hit: dict[str, Any]) -> None:
         if self.query.matches(hit, self.networks):
-            self.hits.append(hit)
+            self.keep(hit)
 
     def reject(self, r: Reject) -> None:
         # a NOQUEUE hold or discard belongs to the message that follows it in the session
@@ -354,7 +354,6 @@ class Tracer:
                 done.add(id(chain))
                 self._keep(message_hit(chain))
         self._waiting.clear()
-        self.hits.sort(key=lambda h: (h["first_ts"], h["host"], h["queue_ids"]))
 
 
 # -- reading ------------------------------------------------------------------------
@@ -389,28 +388,46 @@ def trace(
     raw: bool = False,
 ) -> tuple[list[dict[str, Any]], list[InputError]]:
     """The messages and NOQUEUE rejects in the logs that ``query`` selects, oldest first."""
-    zone_ = zone(tz)
+    hits: list[dict[str, Any]] = []
     with _rereadable(paths, raw) as paths:
         sources, problems = expand(paths)
         events = EventParser(syslog_name)
-        tracer = Tracer(query)
-        correlator = Correlator(tracer.message, lambda session: None, lambda arrived: None)
-        kinds = Correlator.KINDS
-        for _text, line in _records(sources, year, zone_, events, problems):
-            ev = events.parse(line)
-            if ev is None:
-                continue
-            if type(ev) in kinds:
-                correlator.feed(ev)
-            if type(ev) is Reject:
-                tracer.reject(ev)
-        correlator.finish()
-        tracer.finish()
+        scan(sources, query, hits.append, events, problems, year=year, tz=tz)
+        hits.sort(key=lambda h: (h["first_ts"], h["host"], h["queue_ids"]))
         if raw:
-            _attach_raw(tracer.hits, sources, year, zone_, events)
-    for hit in tracer.hits:
+            _attach_raw(hits, sources, year, zone(tz), events)
+    for hit in hits:
         hit.pop("_line", None)
-    return tracer.hits, problems
+    return hits, problems
+
+
+def scan(
+    sources: list[Source],
+    query: Query,
+    keep: Callable[[dict[str, Any]], None],
+    events: EventParser,
+    problems: list[InputError],
+    *,
+    year: int | None = None,
+    tz: str | None = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> None:
+    """Hand each hit to ``keep`` as its story ends (and every event to ``on_event``)."""
+    tracer = Tracer(query, keep)
+    correlator = Correlator(tracer.message, lambda session: None, lambda arrived: None)
+    kinds = Correlator.KINDS
+    for _text, line in _records(sources, year, zone(tz), events, problems):
+        ev = events.parse(line)
+        if ev is None:
+            continue
+        if type(ev) in kinds:
+            correlator.feed(ev)
+        if type(ev) is Reject:
+            tracer.reject(ev)
+        if on_event is not None:
+            on_event(ev)
+    correlator.finish()
+    tracer.finish()
 
 
 @contextmanager
