@@ -89,3 +89,17 @@ def test_noqueue_rejects_by_client(lab: Any) -> None:
     assert {h["state"] for h in refused} == {"rejected"}
     by_client = lab.truth["rejects_by_client"]
     assert len(refused) == sum(by_client[ip] for ip in ("127.0.0.4", "127.0.0.5", "127.0.0.6"))
+
+
+def test_export_agrees_with_the_report(lab: Any, tmp_path: Any) -> None:
+    out = tmp_path / "deliveries.jsonl"
+    count, problems = postlens.export([str(lab.log_path)], table="deliveries", fmt="jsonl", output=str(out))
+    assert problems == []
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == count
+    totals = postlens.report([str(lab.log_path)])[0]["totals"]
+    sent = [r for r in rows if r["status"] == "sent" and not r["reply"].startswith("forwarded as")]
+    assert len(sent) == totals["delivered"] == lab.truth["delivered"]
+    assert sum(r["status"] == "deferred" for r in rows) == totals["deferrals"]
+    messages, _ = postlens.export([str(lab.log_path)], output=str(tmp_path / "m.csv"))
+    assert messages == len([h for h in _trace(lab) if h["kind"] == "message"])
