@@ -6,9 +6,11 @@ The library API mirrors the command line: ``postlens.report(paths, ...)`` is wha
 
 from __future__ import annotations
 
+import math
 from importlib import resources
 from typing import Any, TextIO
 
+from postlens import history
 from postlens.analyses.report import ReportOptions
 from postlens.dates import moment, period
 from postlens.errors import InputError, PostlensError, UsageError
@@ -65,12 +67,16 @@ def report(
     engine: str = "local",
     scheduler: str | None = None,
     progress: TextIO | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    db: str | None = None,
 ) -> tuple[dict[str, Any], list[InputError]]:
     """Read the logs and return the report result and the inputs that could not be read.
 
     ``jobs`` > 1 reads chunks of the log in that many processes; the result is the same.
     ``engine="dask"`` reads them on the Dask cluster at ``scheduler`` (or a local one of
-    ``jobs`` workers).
+    ``jobs`` workers). ``db`` reads the history database instead of log files ("" for the
+    default one); ``since``/``until`` (``30d``, ISO 8601) narrow the period like ``date``.
     With ``progress`` (a terminal, usually standard error), a progress line is kept there.
     """
     try:
@@ -80,6 +86,10 @@ def report(
     start = end = None
     if date:
         start, end = period(date, zone(tz))
+    if since:
+        start = max(start or -math.inf, moment(since, zone(tz), "--since"))
+    if until:
+        end = min(end or math.inf, moment(until, zone(tz), "--until"))
     settings = Settings(
         year=year,
         tz=tz,
@@ -88,6 +98,8 @@ def report(
         end=end,
         report=ReportOptions(verp_mung=verp_mung, ignore_case=ignore_case, rej_add_from=rej_add_from),
     )
+    if db is not None:
+        return history.report_from(db or history.default_path(), settings)
     if engine not in ENGINES:
         raise UsageError(f"--engine: {engine!r} is not one of {', '.join(ENGINES)}")
     if scheduler and engine != "dask":
@@ -137,12 +149,14 @@ def trace(
     year: int | None = None,
     tz: str | None = None,
     syslog_name: str | None = None,
+    db: str | None = None,
     **selection: Any,
 ) -> tuple[list[dict[str, Any]], list[InputError]]:
     """The messages and NOQUEUE rejects that match ``selection`` (see :func:`query`), oldest
     first, and the inputs that could not be read. What ``postlens trace`` prints."""
     q = query(tz=tz, **selection)
-    return trace_logs(paths, q, year=year, tz=tz, syslog_name=syslog_name, raw=raw)
+    db = None if db is None else db or history.default_path()
+    return trace_logs(paths, q, year=year, tz=tz, syslog_name=syslog_name, raw=raw, db=db)
 
 
 def export(
@@ -154,12 +168,31 @@ def export(
     year: int | None = None,
     tz: str | None = None,
     syslog_name: str | None = None,
+    db: str | None = None,
     **selection: Any,
 ) -> tuple[int, list[InputError]]:
     """Write the rows of ``table`` that match ``selection`` to ``output`` (stdout when None);
     return how many rows, and the inputs that could not be read. See docs/export.md."""
     q = query(tz=tz, **selection)
-    return export_rows(paths, q, table, fmt, output, year=year, tz=tz, syslog_name=syslog_name)
+    db = None if db is None else db or history.default_path()
+    return export_rows(paths, q, table, fmt, output, year=year, tz=tz, syslog_name=syslog_name, db=db)
+
+
+def ingest(
+    paths: list[str],
+    *,
+    db: str | None = None,
+    keep_days: int = history.DEFAULT_KEEP_DAYS,
+    year: int | None = None,
+    tz: str | None = None,
+) -> tuple[history.IngestResult, list[InputError]]:
+    """Append what is new in the logs to the history database (docs/history.md)."""
+    return history.ingest(paths, db or history.default_path(), keep_days=keep_days, year=year, tz=tz)
+
+
+def prune(older_than_days: float, *, db: str | None = None) -> int:
+    """Remove stored lines older than the given age from the history database."""
+    return history.prune(db or history.default_path(), older_than_days)
 
 
 def _analyse(

@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 import click
 
 import postlens
+from postlens.dates import moment
 from postlens.errors import EXIT_INPUT, EXIT_NO_MATCH, EXIT_USAGE, PostlensError
 from postlens.export import EXPORT_FORMATS, TABLES
+from postlens.history import DEFAULT_KEEP_DAYS
 from postlens.output import write_output
 from postlens.render import FORMATS, RenderOptions, render
 from postlens.render.trace import TRACE_FORMATS, render_trace
@@ -36,8 +39,22 @@ def main() -> None:
     """Postfix mail logs into answers."""
 
 
-def _targets(paths: tuple[str, ...], sample: bool) -> list[str]:
+_DB_OPTION = click.option(
+    "--db",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[PATH]",
+    help="Read the history database (postlens ingest) instead of log files; PATH or the default one.",
+)
+
+
+def _targets(paths: tuple[str, ...], sample: bool, db: str | None = None) -> list[str]:
     """The logs to read: those named, the sample, standard input, or the system's mail log."""
+    if db is not None:
+        if paths or sample:
+            _fail("give either log files or --db, not both", EXIT_USAGE)
+        return []
     targets = list(paths)
     if sample:
         targets.append(postlens.sample_log())
@@ -114,6 +131,9 @@ def _default_paths() -> list[str]:
     metavar="ADDRESS",
     help="The Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster of -j workers).",
 )
+@click.option("--since", metavar="TIME", help="Only lines from this time: 30d, 2h or 2026-11-01T00:00.")
+@click.option("--until", metavar="TIME", help="Only lines before this time.")
+@_DB_OPTION
 @click.option(
     "--progress/--no-progress",
     default=None,
@@ -128,7 +148,7 @@ def report(
     standard input, in any order: rotated sets are read oldest first, compressed
     ones (gzip, bzip2, xz, zstd) as they are.
     """
-    targets = _targets(paths, sample)
+    targets = _targets(paths, sample, opts["db"])
     detail = opts.pop("detail")
     top_hosts, top_users = opts.pop("top_hosts"), opts.pop("top_users")
     render_opts = RenderOptions(
@@ -187,6 +207,7 @@ _SEARCH_OPTIONS = (
     click.option("--tz", metavar="ZONE", help="Zone of stamps without one, and of --since/--until."),
     click.option("--syslog-name", metavar="REGEX", help="A custom syslog_name, as a regular expression."),
     click.option("--sample", is_flag=True, help="Search the bundled sample log."),
+    _DB_OPTION,
 )
 
 
@@ -202,7 +223,7 @@ def _search(run: Callable[..., Any], paths: tuple[str, ...], sample: bool, opts:
     for key in ("senders", "recipients", "qids", "msgids", "clients", "sasl_users"):
         opts[key] = _many(opts[key])
     try:
-        return run(_targets(paths, sample), **opts)
+        return run(_targets(paths, sample, opts.get("db")), **opts)
     except PostlensError as e:
         _fail(str(e), e.exit_code)
     except re.error as e:
@@ -251,3 +272,49 @@ def export(paths: tuple[str, ...], sample: bool, **opts: Any) -> None:
     count, problems = _search(postlens.export, paths, sample, opts)
     click.echo(f"postlens: {count} rows", err=True)
     _problems(problems)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--db", metavar="PATH", help="The history database (default: $POSTLENS_DB or ~/.local/share).")
+@click.option(
+    "--keep-days",
+    type=click.IntRange(0),
+    default=DEFAULT_KEEP_DAYS,
+    show_default=True,
+    help="Remove stored lines older than this (0: keep everything).",
+)
+@click.option("--year", type=int, help="Year of the first line for stamps without one.")
+@click.option("--tz", metavar="ZONE", help="Zone of stamps without one (default: local).")
+def ingest(paths: tuple[str, ...], **opts: Any) -> None:
+    """Append what is new in the logs to the history database.
+
+    Run it as often as you like (from cron, say): each file is read on from where the last
+    run stopped, across rotations, compression and copytruncate, and no line is stored twice.
+    """
+    try:
+        result, problems = postlens.ingest(list(paths), **opts)
+    except PostlensError as e:
+        _fail(str(e), e.exit_code)
+        return
+    click.echo(
+        f"postlens: {result.lines} new lines from {result.files} files, {result.skipped} skipped, "
+        f"{result.pruned} pruned",
+        err=True,
+    )
+    _problems(problems)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--older-than", required=True, metavar="AGE", help="Age of the lines to remove: 28d, 12h.")
+@click.option("--db", metavar="PATH", help="The history database (default: $POSTLENS_DB or ~/.local/share).")
+def prune(older_than: str, db: str | None) -> None:
+    """Remove old lines from the history database."""
+    try:
+        now = time.time()
+        age_days = (now - moment(older_than, None, "--older-than", now)) / 86400
+        removed = postlens.prune(age_days, db=db)
+    except PostlensError as e:
+        _fail(str(e), e.exit_code)
+        return
+    click.echo(f"postlens: {removed} lines removed", err=True)

@@ -7,6 +7,7 @@ EXIT_FAILURE = 1  # an unexpected failure (a bug)
 EXIT_INPUT = 2  # bad input: a missing, unreadable, binary or unknown-compression source
 EXIT_USAGE = 2  # bad options
 EXIT_NO_MATCH = 3  # trace: nothing in the logs matched the query
+EXIT_DATABASE = 4  # the history database is missing, damaged, or from a newer postlens
 
 
 class PostlensError(Exception):

@@ -18,9 +18,10 @@ from typing import Any, TextIO
 
 from postlens.errors import InputError, UsageError
 from postlens.events import AuthFailure, Event, EventParser, Login
+from postlens.lines import zone
 from postlens.output import output_file, output_path
 from postlens.sources import expand
-from postlens.trace import Query, in_networks, scan
+from postlens.trace import Query, in_networks, log_records, scan
 
 TABLES: dict[str, tuple[str, ...]] = {
     "messages": (
@@ -224,9 +225,17 @@ def export(
     year: int | None = None,
     tz: str | None = None,
     syslog_name: str | None = None,
+    db: str | None = None,
 ) -> tuple[int, list[InputError]]:
-    """Write the rows of ``table`` for what ``query`` selects; return how many, and input problems."""
-    sources, problems = expand(paths)
+    """Write the rows of ``table`` for what ``query`` selects in the logs (or the history
+    database ``db``); return how many, and the input problems."""
+    if db is not None:
+        from postlens.history import history_records
+
+        records, problems = history_records(db, query.since, query.until), list[InputError]()
+    else:
+        sources, problems = expand(paths)
+        records = log_records(sources, year, zone(tz))
     events = EventParser(syslog_name)
     count = 0
     with _writer(table, fmt, output) as write:
@@ -245,7 +254,7 @@ def export(
                     emit(row)
 
             # logins are not messages: the hits are not wanted, only the events on the way
-            scan(sources, query, lambda hit: None, events, problems, year=year, tz=tz, on_event=on_event)
+            scan(records, query, lambda hit: None, events, problems, on_event=on_event)
         else:
             rows = _HIT_ROWS[table]
 
@@ -253,5 +262,5 @@ def export(
                 for row in rows(hit):
                     emit(row)
 
-            scan(sources, query, keep, events, problems, year=year, tz=tz)
+            scan(records, query, keep, events, problems)
     return count, problems

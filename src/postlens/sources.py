@@ -204,7 +204,8 @@ def plain_total(paths: list[str]) -> int | None:
     return sum(s.size or 0 for s in sources)
 
 
-def _decode(src: Source, chunk: bytes) -> list[str]:
+def decode_lines(src: Source, chunk: bytes) -> list[str]:
+    """The text lines of a block of whole lines; CRLF endings and bad UTF-8 counted in ``src.stats``."""
     try:
         text = chunk.decode("utf-8")
     except UnicodeDecodeError:
@@ -253,13 +254,13 @@ def iter_lines(src: Source, stream: BinaryIO, limit: int | None = None) -> Itera
                 rest = block
                 continue
             rest = block[cut + 1 :]
-            lines = _decode(src, block[:cut])
+            lines = decode_lines(src, block[:cut])
             done += cut + 1
             progress.advance(cut + 1)
             yield from lines
         if rest:
             progress.advance(len(rest))
-            yield from _decode(src, rest)
+            yield from decode_lines(src, rest)
     except (OSError, EOFError, lzma.LZMAError, ValueError) as e:
         raise InputError(src.name, f"unreadable after {done} bytes: {e}") from e
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from postlens.errors import InputError
 from postlens.events import Event, EventParser, Reject
-from postlens.lines import LineParser, YearGuess, zone
+from postlens.lines import Line, LineParser, YearGuess, zone
 from postlens.messages import LINK_WINDOW, Correlator, Message, hop_target, is_loopback
 from postlens.render import clean
 from postlens.sources import Source, expand, iter_lines, open_source
@@ -359,23 +359,28 @@ class Tracer:
 # -- reading ------------------------------------------------------------------------
 
 
-def _records(
-    sources: list[Source], year: int | None, tz: Any, events: EventParser, problems: list[InputError]
-) -> Iterator[tuple[str, Any]]:
-    """(original text, parsed line) of every readable line, source after source."""
-    for source in sources:
-        parser = LineParser(YearGuess(year, source.mtime, tz), tz)
-        try:
-            stream = open_source(source)
+# Every line to read, as (original text, parsed line), once per call: from log files, or
+# from the history database. Problems with inputs go to the list given.
+Records = Callable[[list[InputError]], Iterator[tuple[str, Line]]]
+
+
+def log_records(sources: list[Source], year: int | None, tz: Any) -> Records:
+    def records(problems: list[InputError]) -> Iterator[tuple[str, Line]]:
+        for source in sources:
+            parser = LineParser(YearGuess(year, source.mtime, tz), tz)
             try:
-                for text in iter_lines(source, stream):
-                    line = parser.parse(text)
-                    if line is not None:
-                        yield text, line
-            finally:
-                stream.close()
-        except InputError as e:
-            problems.append(e)
+                stream = open_source(source)
+                try:
+                    for text in iter_lines(source, stream):
+                        line = parser.parse(text)
+                        if line is not None:
+                            yield text, line
+                finally:
+                    stream.close()
+            except InputError as e:
+                problems.append(e)
+
+    return records
 
 
 def trace(
@@ -386,37 +391,42 @@ def trace(
     tz: str | None = None,
     syslog_name: str | None = None,
     raw: bool = False,
+    db: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[InputError]]:
-    """The messages and NOQUEUE rejects in the logs that ``query`` selects, oldest first."""
+    """The messages and NOQUEUE rejects in the logs (or the history database ``db``) that
+    ``query`` selects, oldest first."""
     hits: list[dict[str, Any]] = []
     with _rereadable(paths, raw) as paths:
-        sources, problems = expand(paths)
+        if db is not None:
+            from postlens.history import history_records
+
+            records, problems = history_records(db, query.since, query.until), list[InputError]()
+        else:
+            sources, problems = expand(paths)
+            records = log_records(sources, year, zone(tz))
         events = EventParser(syslog_name)
-        scan(sources, query, hits.append, events, problems, year=year, tz=tz)
+        scan(records, query, hits.append, events, problems)
         hits.sort(key=lambda h: (h["first_ts"], h["host"], h["queue_ids"]))
         if raw:
-            _attach_raw(hits, sources, year, zone(tz), events)
+            _attach_raw(hits, records)
     for hit in hits:
         hit.pop("_line", None)
     return hits, problems
 
 
 def scan(
-    sources: list[Source],
+    records: Records,
     query: Query,
     keep: Callable[[dict[str, Any]], None],
     events: EventParser,
     problems: list[InputError],
-    *,
-    year: int | None = None,
-    tz: str | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> None:
     """Hand each hit to ``keep`` as its story ends (and every event to ``on_event``)."""
     tracer = Tracer(query, keep)
     correlator = Correlator(tracer.message, lambda session: None, lambda arrived: None)
     kinds = Correlator.KINDS
-    for _text, line in _records(sources, year, zone(tz), events, problems):
+    for _text, line in records(problems):
         ev = events.parse(line)
         if ev is None:
             continue
@@ -442,9 +452,7 @@ def _rereadable(paths: list[str], raw: bool) -> Iterator[list[str]]:
         yield [spool.name if p == "-" else p for p in paths]
 
 
-def _attach_raw(
-    hits: list[dict[str, Any]], sources: list[Source], year: int | None, tz: Any, events: EventParser
-) -> None:
+def _attach_raw(hits: list[dict[str, Any]], records: Records) -> None:
     """Give each hit the original lines of its queue IDs and of the session that sent it."""
     by_qid: dict[tuple[str, str], dict[str, Any]] = {}
     by_line: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -456,7 +464,7 @@ def _attach_raw(
             by_line[each["_line"]] = each
     session: dict[tuple[str, str, str], list[str]] = {}  # smtpd process -> lines since connect
     owner: dict[tuple[str, str, str], dict[str, Any]] = {}  # smtpd process -> hit it received
-    for text, line in _records(sources, year, tz, events, []):
+    for text, line in records([]):
         shown = clean(text)
         proc = (line.host, line.program, line.pid)
         is_smtpd = line.program.endswith("/smtpd")
