@@ -5,6 +5,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,3 +49,63 @@ def pflogsumm() -> str:
 @pytest.fixture
 def mixed_log() -> Path:
     return DATA / "mixed.log"
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[tuple[str, int]]:
+    """A private PostgreSQL server on a Unix socket: (socket directory, port)."""
+    bindir = _postgres_bin()
+    need(bindir is not None, "PostgreSQL is not installed (apt-get install postgresql)")
+    need(os.geteuid() == 0, "starting a private PostgreSQL needs root (to run it as user postgres)")
+    need(
+        importlib.util.find_spec("psycopg") is not None,
+        "psycopg is not installed (pip install '.[postgres]')",
+    )
+    assert bindir is not None
+    base = Path(tempfile.mkdtemp(prefix="postlens-pg-"))
+    shutil.chown(base, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    as_postgres = ["runuser", "-u", "postgres", "--"]
+    data = base / "data"
+    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+                   check=True, capture_output=True)  # fmt: skip
+    options = f"-p {port} -k {base} -c listen_addresses=''"
+    pg_ctl = [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log")]
+    subprocess.run([*pg_ctl, "-o", options, "-w", "start"], check=True, capture_output=True)
+    try:
+        yield str(base), port
+    finally:
+        subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_history(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], str]]:
+    """Makes empty history databases of one kind: a path, or a postgresql:// URL."""
+    made: list[str] = []
+    if request.param == "sqlite":
+        yield lambda: str(tmp_path / f"history-{len(list(tmp_path.glob('history-*')))}.db")
+        return
+    import psycopg
+
+    sockdir, port = request.getfixturevalue("postgres_server")
+    admin = f"postgresql://postgres@/postgres?host={sockdir}&port={port}"
+
+    def make() -> str:
+        name = f"postlens_{os.getpid()}_{len(made)}_{int(time.time() * 1000) % 10**8}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        made.append(name)
+        return f"postgresql://postgres@/{name}?host={sockdir}&port={port}"
+
+    yield make
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in made:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

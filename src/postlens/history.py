@@ -36,11 +36,17 @@ DEFAULT_KEEP_DAYS = 28
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     # one row per log file ever read: its first line's fingerprint and how far it was read
-    "CREATE TABLE files (fingerprint TEXT PRIMARY KEY, path TEXT NOT NULL, device INTEGER, "
-    "inode INTEGER, offset INTEGER NOT NULL, lines INTEGER NOT NULL, updated REAL NOT NULL)",
-    "CREATE TABLE lines (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, text TEXT NOT NULL)",
+    "CREATE TABLE files (fingerprint TEXT PRIMARY KEY, path TEXT NOT NULL, device {int}, "
+    "inode {int}, read_to {int} NOT NULL, lines {int} NOT NULL, updated {real} NOT NULL)",
+    "CREATE TABLE lines (id {serial}, ts {real} NOT NULL, text TEXT NOT NULL)",
     "CREATE INDEX lines_ts ON lines (ts, id)",
 )
+_TYPES = {
+    "sqlite": {"int": "INTEGER", "real": "REAL", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"},
+    "postgresql": {"int": "BIGINT", "real": "DOUBLE PRECISION",
+                   "serial": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"},
+}  # fmt: skip
+_LOCK_KEY = 0x706F73746C656E73  # "postlens": the advisory lock ingests take on PostgreSQL
 
 
 class HistoryError(PostlensError):
@@ -57,46 +63,133 @@ def default_path() -> str:
     return os.path.join(base, "postlens", "history.db")
 
 
-@contextmanager
-def connect(path: str, create: bool = False) -> Iterator[sqlite3.Connection]:
-    """An open history database, its schema checked (and made, with ``create``)."""
-    if not create and not os.path.exists(path):
-        raise HistoryError(f"{path}: no history database here (run postlens ingest first)")
+def is_postgres(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+class Store:
+    """One history database, SQLite or PostgreSQL: the few statements postlens needs of it."""
+
+    def __init__(self, conn: Any, dialect: str, name: str) -> None:
+        self.conn, self.dialect, self.name = conn, dialect, name
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.dialect == "postgresql" else sql
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return self.conn.execute(self._sql(sql), params)
+
+    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            self.conn.cursor().executemany(self._sql(sql), rows)
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """A transaction that holds the database's write lock: ingests take turns."""
+        if self.dialect == "postgresql":
+            self.conn.execute("BEGIN")
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        else:
+            self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def tables(self) -> set[str]:
+        if self.dialect == "postgresql":
+            sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        else:
+            sql = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        return {r[0] for r in self.execute(sql)}
+
+    def stream(self, sql: str, params: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+        """Rows of a query, fetched as they are read, not all at once."""
+        if self.dialect != "postgresql":
+            yield from self.execute(sql, params)
+            return
+        with self.conn.transaction(), self.conn.cursor(name="postlens_lines") as cursor:
+            cursor.itersize = 10000
+            cursor.execute(self._sql(sql), params)
+            yield from cursor
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+    try:
+        import psycopg
+
+        errors += (psycopg.Error,)
+    except ImportError:
+        pass
+    return errors
+
+
+def _open(target: str, create: bool) -> Store:
+    if is_postgres(target):
+        try:
+            import psycopg
+        except ImportError as e:
+            raise HistoryError("a PostgreSQL history needs psycopg: pip install 'postlens[postgres]'") from e
+        try:
+            conn = psycopg.connect(target, autocommit=True, connect_timeout=10)
+        except psycopg.Error as e:
+            raise HistoryError(f"{_safe(target)}: cannot connect: {_one_line(e)}") from e
+        return Store(conn, "postgresql", _safe(target))
+    if not create and not os.path.exists(target):
+        raise HistoryError(f"{target}: no history database here (run postlens ingest first)")
     if create:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
     try:
-        db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        return Store(sqlite3.connect(target, timeout=60, isolation_level=None), "sqlite", target)
     except sqlite3.Error as e:
-        raise HistoryError(f"{path}: cannot open: {e}") from e
+        raise HistoryError(f"{target}: cannot open: {e}") from e
+
+
+def _one_line(e: BaseException) -> str:
+    return "; ".join(part.strip() for part in str(e).splitlines() if part.strip())
+
+
+def _safe(url: str) -> str:
+    """A database URL without its password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}{creds.split(':')[0]}{at}{host}" if at else url
+
+
+@contextmanager
+def connect(target: str, create: bool = False) -> Iterator[Store]:
+    """An open history database (a path, or a postgresql:// URL), its schema checked and
+    made with ``create``."""
+    store = _open(target, create)
     try:
-        _check_schema(db, path)
-        yield db
-    except sqlite3.DatabaseError as e:
-        raise HistoryError(f"{path}: not a postlens database, or damaged: {e}") from e
+        _check_schema(store, create)
+        yield store
+    except HistoryError:
+        raise
+    except _errors() as e:
+        raise HistoryError(f"{store.name}: not a postlens database, or damaged: {_one_line(e)}") from e
     finally:
-        db.close()
+        store.conn.close()
 
 
-def _check_schema(db: sqlite3.Connection, path: str) -> None:
-    db.execute("BEGIN IMMEDIATE")  # two first ingests at once: one makes the schema
-    try:
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+def _check_schema(store: Store, create: bool) -> None:
+    with store.writing():  # two first ingests at once: one makes the schema
+        tables = store.tables()
         if "meta" not in tables:
-            if tables:
-                raise HistoryError(f"{path}: not a postlens database")
+            if tables or not create:
+                raise HistoryError(f"{store.name}: not a postlens database (run postlens ingest first)")
             for statement in _SCHEMA:
-                db.execute(statement)
-            db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                store.execute(statement.format(**_TYPES[store.dialect]))
+            store.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        row = store.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         version = int(row[0]) if row else 0
         if version > SCHEMA_VERSION:
             raise HistoryError(
-                f"{path}: made by a newer postlens (schema {version}, this one knows {SCHEMA_VERSION})"
+                f"{store.name}: made by a newer postlens (schema {version}, this one knows {SCHEMA_VERSION})"
             )
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
 
 
 def normalised(ts: float, host: str, program: str, pid: str, payload: str) -> str:
@@ -126,15 +219,14 @@ class IngestResult:
     pruned: int = 0  # stored lines removed by the retention
 
 
-def _ingest_source(db: sqlite3.Connection, source: Source, year: int | None, tz: Any, horizon: float,
+def _ingest_source(db: Store, source: Source, year: int | None, tz: Any, horizon: float,
                    result: IngestResult) -> None:  # fmt: skip
     fingerprint = _fingerprint(source)
     if fingerprint is None:
         return
     st = os.stat(source.path)
-    db.execute("BEGIN IMMEDIATE")  # offsets are read and moved on under the write lock
-    try:
-        row = db.execute("SELECT offset, lines FROM files WHERE fingerprint = ?", (fingerprint,)).fetchone()
+    with db.writing():  # offsets are read and moved on under the write lock
+        row = db.execute("SELECT read_to, lines FROM files WHERE fingerprint = ?", (fingerprint,)).fetchone()
         offset, count = (row[0], row[1]) if row else (0, 0)
         stream = open_source(source)
         try:
@@ -164,13 +256,9 @@ def _ingest_source(db: sqlite3.Connection, source: Source, year: int | None, tz:
         db.execute(
             "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO UPDATE SET "
             "path = excluded.path, device = excluded.device, inode = excluded.inode, "
-            "offset = excluded.offset, lines = excluded.lines, updated = excluded.updated",
+            "read_to = excluded.read_to, lines = excluded.lines, updated = excluded.updated",
             (fingerprint, source.path, st.st_dev, st.st_ino, consumed, count + added, time.time()),
         )
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
     if added:
         result.files += 1
         result.lines += added
@@ -222,14 +310,9 @@ def ingest(
     return result, problems
 
 
-def _prune(db: sqlite3.Connection, horizon: float) -> int:
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        removed = db.execute("DELETE FROM lines WHERE ts < ?", (horizon,)).rowcount
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
+def _prune(db: Store, horizon: float) -> int:
+    with db.writing():
+        removed: int = db.execute("DELETE FROM lines WHERE ts < ?", (horizon,)).rowcount
     return removed
 
 
@@ -245,8 +328,7 @@ def stored_lines(db_path: str, since: float | None = None, until: float | None =
     lo = since if since is not None else float("-inf")
     hi = until if until is not None else float("inf")
     with connect(db_path) as db:
-        cursor = db.execute("SELECT text FROM lines WHERE ts >= ? AND ts < ? ORDER BY ts, id", (lo, hi))
-        for (text,) in cursor:
+        for (text,) in db.stream("SELECT text FROM lines WHERE ts >= ? AND ts < ? ORDER BY ts, id", (lo, hi)):
             yield text
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,18 +44,20 @@ def _ingest(db: Path, *paths: Path) -> postlens.history.IngestResult:
     return result
 
 
-def test_a_second_run_adds_nothing_and_reports_agree(tmp_path: Path) -> None:
-    db = tmp_path / "h.db"
+def test_a_second_run_adds_nothing_and_reports_agree(new_history: Callable[[], str]) -> None:
+    db = new_history()
     assert _ingest(db, MIXED).lines == len(MIXED.read_text().splitlines())
     assert _ingest(db, MIXED).lines == 0
-    from_db, _ = postlens.report([], db=str(db), tz="UTC")
+    from_db, _ = postlens.report([], db=db, tz="UTC")
     from_log, _ = postlens.report([str(MIXED)], year=2026, tz="UTC")
     from_db.pop("inputs"), from_log.pop("inputs")
     assert from_db == from_log
 
 
-def test_a_message_split_between_runs_and_a_line_still_being_written(tmp_path: Path) -> None:
-    db, log = tmp_path / "h.db", tmp_path / "mail.log"
+def test_a_message_split_between_runs_and_a_line_still_being_written(
+    tmp_path: Path, new_history: Callable[[], str]
+) -> None:
+    db, log = new_history(), tmp_path / "mail.log"
     text = MIXED.read_text()
     cut = text.index("5F6A7B8C9D: to=<carol@example.org>")  # inside the filtered message, mid-line
     log.write_text(text[:cut])
@@ -62,12 +66,12 @@ def test_a_message_split_between_runs_and_a_line_still_being_written(tmp_path: P
         f.write(text[cut:])
     _ingest(db, log)
     whole, _ = postlens.trace([str(MIXED)], year=2026, tz="UTC")
-    stored, _ = postlens.trace([], db=str(db), tz="UTC")
+    stored, _ = postlens.trace([], db=db, tz="UTC")
     assert [h["verdict"] for h in stored] == [h["verdict"] for h in whole]
 
 
-def test_rotation_compression_and_copytruncate(tmp_path: Path) -> None:
-    db, log = tmp_path / "h.db", tmp_path / "mail.log"
+def test_rotation_compression_and_copytruncate(tmp_path: Path, new_history: Callable[[], str]) -> None:
+    db, log = new_history(), tmp_path / "mail.log"
     log.write_text("".join(_line(n) for n in range(0, 100)))
     _ingest(db, log)
     with log.open("a") as f:  # written after the run, before rotation
@@ -93,8 +97,8 @@ def test_rotation_compression_and_copytruncate(tmp_path: Path) -> None:
     assert _numbers(db) == list(range(261))
 
 
-def test_two_ingests_at_once_store_each_line_once(tmp_path: Path) -> None:
-    db, log = tmp_path / "h.db", tmp_path / "mail.log"
+def test_two_ingests_at_once_store_each_line_once(tmp_path: Path, new_history: Callable[[], str]) -> None:
+    db, log = new_history(), tmp_path / "mail.log"
     log.write_text("".join(_line(n) for n in range(3000)))
     cmd = [
         sys.executable,
@@ -114,17 +118,16 @@ def test_two_ingests_at_once_store_each_line_once(tmp_path: Path) -> None:
     assert _numbers(db) == list(range(3000))
 
 
-def test_retention(tmp_path: Path) -> None:
-    db, n = tmp_path / "h.db", len(MIXED.read_text().splitlines())
+def test_retention(new_history: Callable[[], str]) -> None:
+    db, n = new_history(), len(MIXED.read_text().splitlines())
     now = time.mktime((2026, 11, 28, 12, 0, 0, 0, 0, -1))  # the sample log is from 2026-11-05
-    kept, _ = postlens.history.ingest([str(MIXED)], str(db), keep_days=28, year=2026, now=now)
+    kept, _ = postlens.history.ingest([str(MIXED)], db, keep_days=28, year=2026, now=now)
     assert (kept.lines, kept.skipped) == (n, 0)
-    week = tmp_path / "week.db"
-    skipped, _ = postlens.history.ingest([str(MIXED)], str(week), keep_days=7, year=2026, now=now)
+    skipped, _ = postlens.history.ingest([str(MIXED)], new_history(), keep_days=7, year=2026, now=now)
     assert (skipped.lines, skipped.skipped) == (0, n)
-    done = CliRunner().invoke(main, ["prune", "--older-than", "1d", "--db", str(db)])
+    done = CliRunner().invoke(main, ["prune", "--older-than", "1d", "--db", db])
     assert done.exit_code == 0 and f"{n} lines removed" in done.output
-    assert list(stored_lines(str(db))) == []
+    assert list(stored_lines(db)) == []
 
 
 def test_unusable_databases(tmp_path: Path) -> None:
@@ -135,7 +138,7 @@ def test_unusable_databases(tmp_path: Path) -> None:
     damaged = CliRunner().invoke(main, ["trace", "--db", str(junk), "--to", "x"])
     assert damaged.exit_code == EXIT_DATABASE and "damaged" in damaged.output
     newer = tmp_path / "newer.db"
-    _ingest(newer, MIXED)
+    _ingest(str(newer), MIXED)
     with sqlite3.connect(newer) as conn:
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
     refused = CliRunner().invoke(main, ["ingest", "--db", str(newer), str(MIXED)])
@@ -144,10 +147,10 @@ def test_unusable_databases(tmp_path: Path) -> None:
     assert both.exit_code == 2
 
 
-def test_export_and_report_since_from_the_database(tmp_path: Path) -> None:
-    db = tmp_path / "h.db"
+def test_export_and_report_since_from_the_database(tmp_path: Path, new_history: Callable[[], str]) -> None:
+    db = new_history()
     _ingest(db, MIXED)
-    count, _ = postlens.export([], db=str(db), table="deliveries", output=str(tmp_path / "d.csv"))
+    count, _ = postlens.export([], db=db, table="deliveries", output=str(tmp_path / "d.csv"))
     assert (count, _) == postlens.export(
         [str(MIXED)], table="deliveries", output=str(tmp_path / "e.csv"), year=2026
     )
@@ -159,10 +162,10 @@ def test_export_and_report_since_from_the_database(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", ["create", "copytruncate"])
-def test_logrotate_while_lines_arrive(tmp_path: Path, mode: str) -> None:
+def test_logrotate_while_lines_arrive(tmp_path: Path, mode: str, new_history: Callable[[], str]) -> None:
     logrotate = shutil.which("logrotate") or "/usr/sbin/logrotate"
     need(os.path.exists(logrotate), "logrotate is not installed (apt-get install logrotate)")
-    db, log = tmp_path / "h.db", tmp_path / "mail.log"
+    db, log = new_history(), tmp_path / "mail.log"
     log.write_text("")
     conf = tmp_path / "logrotate.conf"
     conf.write_text(f"{log} {{\n  rotate 5\n  compress\n  delaycompress\n  {mode}\n  missingok\n}}\n")
@@ -201,3 +204,13 @@ def test_logrotate_while_lines_arrive(tmp_path: Path, mode: str) -> None:
         assert _numbers(db) == list(range(written[0]))
     # copytruncate loses what is written between logrotate's copy and its truncation: a
     # known limit of that mode; every line that reached a file is stored once
+
+
+def test_unreachable_postgres_is_one_line_without_the_password() -> None:
+    need(
+        importlib.util.find_spec("psycopg") is not None,
+        "psycopg is not installed (pip install '.[postgres]')",
+    )
+    done = CliRunner().invoke(main, ["report", "--db", "postgresql://lens:s3cret@127.0.0.1:1/history"])
+    assert done.exit_code == EXIT_DATABASE
+    assert "cannot connect" in done.output and "s3cret" not in done.output
