@@ -3,7 +3,7 @@
 Rows are written as each message's story ends (not sorted), so memory stays that of the
 messages in flight however long the log. Formats: CSV (cells a spreadsheet would run as a
 formula are neutralised), JSON Lines, JSON Lines with Elastic Common Schema field names
-(for Elasticsearch, OpenSearch, Graylog), and SQLite. Columns: docs/export.md.
+(for Elasticsearch, OpenSearch, Graylog), SQLite and Parquet. Columns: docs/export.md.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     ),
     "auth": ("time", "host", "service", "client_ip", "username", "method", "result", "reason"),
 }  # fmt: skip
-EXPORT_FORMATS = ("csv", "jsonl", "ecs", "sqlite")
+EXPORT_FORMATS = ("csv", "jsonl", "ecs", "sqlite", "parquet")
+_NUMERIC = {"size": "int64", "delay": "float64"}  # every other column is text
+_PARQUET_BATCH = 10_000
 
 Row = dict[str, Any]
 
@@ -194,8 +196,40 @@ def _writer(table: str, fmt: str, path: str | None) -> Iterator[Callable[[Row], 
             finally:
                 db.close()
         return
+    if fmt == "parquet":
+        with _parquet_writer(columns, path) as write:
+            yield write
+        return
     with output_file(path) as out:
         yield _text_writer(table, fmt, columns, out)
+
+
+@contextmanager
+def _parquet_writer(columns: tuple[str, ...], path: str | None) -> Iterator[Callable[[Row], None]]:
+    """Rows written in row groups of ``_PARQUET_BATCH``: memory stays that of one group."""
+    if path is None or path == "-":
+        raise UsageError("--format parquet needs -o FILE")
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise UsageError("--format parquet needs pyarrow: pip install 'postlens[parquet]'") from e
+    schema = pa.schema([(c, getattr(pa, _NUMERIC.get(c, "string"))()) for c in columns])
+    batch: list[Row] = []
+    with output_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+
+        def flush() -> None:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            batch.clear()
+
+        def write_row(row: Row) -> None:
+            batch.append(row)
+            if len(batch) >= _PARQUET_BATCH:
+                flush()
+
+        yield write_row
+        if batch:
+            flush()
 
 
 def _text_writer(table: str, fmt: str, columns: tuple[str, ...], out: TextIO) -> Callable[[Row], None]:

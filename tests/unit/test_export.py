@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import postlens
 from postlens.cli import main
 from postlens.export import TABLES, csv_cell
-from tests.conftest import DATA
+from tests.conftest import DATA, need_module
 
 MIXED = str(DATA / "mixed.log")
 
@@ -93,3 +93,18 @@ def test_sqlite_needs_a_file_and_nothing_half_written(tmp_path: Path) -> None:
     done = CliRunner().invoke(main, ["export", "-o", str(target), "--since", "nonsense", MIXED])
     assert done.exit_code == 2 and not target.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_parquet(tmp_path: Path) -> None:
+    need_module("pyarrow")
+    import pyarrow.parquet as pq
+
+    out, plain = tmp_path / "d.parquet", tmp_path / "d.jsonl"
+    count, _ = postlens.export([MIXED], table="deliveries", fmt="parquet", output=str(out), year=2026)
+    postlens.export([MIXED], table="deliveries", fmt="jsonl", output=str(plain), year=2026)
+    table = pq.read_table(out)
+    assert table.num_rows == count and tuple(table.column_names) == TABLES["deliveries"]
+    assert table.to_pylist() == [json.loads(line) for line in plain.read_text().splitlines()]
+    assert str(table.schema.field("delay").type) == "double"
+    done = CliRunner().invoke(main, ["export", "--format", "parquet", MIXED])
+    assert done.exit_code == 2 and "needs -o FILE" in done.output
