@@ -266,7 +266,7 @@ def export(
     if db is not None:
         from postlens.history import history_records
 
-        records, problems = history_records(db, query.since, query.until), list[InputError]()
+        records, problems = history_records(db, query), list[InputError]()
     else:
         sources, problems = expand(paths)
         records = log_records(sources, year, zone(tz))

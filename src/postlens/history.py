@@ -28,9 +28,10 @@ from typing import Any
 
 from postlens.errors import EXIT_DATABASE, InputError, PostlensError
 from postlens.lines import LineParser, YearGuess, zone
+from postlens.lookup import line_keys, narrowed_lines
 from postlens.sources import Source, decode_lines, expand, open_source
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_KEEP_DAYS = 28
 
 _SCHEMA = (
@@ -41,6 +42,20 @@ _SCHEMA = (
     "CREATE TABLE lines (id {serial}, ts {real} NOT NULL, text TEXT NOT NULL)",
     "CREATE INDEX lines_ts ON lines (ts, id)",
 )
+# Each version's changes, applied in place to an older database (see lookup.py for v2).
+_UPGRADES = {
+    2: (
+        "ALTER TABLE lines ADD COLUMN host TEXT",
+        "ALTER TABLE lines ADD COLUMN proc TEXT",
+        "ALTER TABLE lines ADD COLUMN qid TEXT",
+        "CREATE INDEX lines_qid ON lines (qid, host)",
+        "CREATE INDEX lines_proc ON lines (host, proc, ts)",
+        "CREATE TABLE keys (kind TEXT NOT NULL, value TEXT NOT NULL, host TEXT NOT NULL, proc TEXT NOT NULL, "
+        "qid TEXT, ts {real} NOT NULL)",
+        "CREATE INDEX keys_value ON keys (kind, value)",
+        "CREATE INDEX keys_qid ON keys (qid, host)",
+    ),
+}
 _TYPES = {
     "sqlite": {"int": "INTEGER", "real": "REAL", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"},
     "postgresql": {"int": "BIGINT", "real": "DOUBLE PRECISION",
@@ -183,13 +198,35 @@ def _check_schema(store: Store, create: bool) -> None:
                 raise HistoryError(f"{store.name}: not a postlens database (run postlens ingest first)")
             for statement in _SCHEMA:
                 store.execute(statement.format(**_TYPES[store.dialect]))
-            store.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            store.execute("INSERT INTO meta VALUES ('schema_version', '1')")
         row = store.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         version = int(row[0]) if row else 0
         if version > SCHEMA_VERSION:
             raise HistoryError(
                 f"{store.name}: made by a newer postlens (schema {version}, this one knows {SCHEMA_VERSION})"
             )
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _UPGRADES[step]:
+                store.execute(statement.format(**_TYPES[store.dialect]))
+            if step == 2:
+                _index_stored(store)
+            store.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(step),))
+
+
+def _index_stored(store: Store) -> None:
+    """Give lines stored before version 2 their queue ID, process and keys."""
+    parser = LineParser(YearGuess(None, None, UTC), UTC)
+    rows = store.execute("SELECT id, text FROM lines").fetchall()
+    for row_id, text in rows:
+        line = parser.parse(text)
+        if line is None:
+            continue
+        qid, keys = line_keys(line)
+        proc = f"{line.program}[{line.pid}]"
+        store.execute(
+            "UPDATE lines SET host = ?, proc = ?, qid = ? WHERE id = ?", (line.host, proc, qid, row_id)
+        )
+        store.executemany(_INSERT_KEY, [(k, v, line.host, proc, qid, line.ts) for k, v in keys])
 
 
 def normalised(ts: float, host: str, program: str, pid: str, payload: str) -> str:
@@ -237,20 +274,22 @@ def _ingest_source(db: Store, source: Source, year: int | None, tz: Any, horizon
             parser = LineParser(YearGuess(year, source.mtime, tz), tz)
             consumed = offset
             added = 0
-            batch: list[tuple[float, str]] = []
+            batch: list[tuple[Any, ...]] = []
+            keys: list[tuple[Any, ...]] = []
             for text, size in _complete_lines(source, stream):
                 consumed += size
                 line = parser.parse(text)
                 if line is None or line.ts < horizon:
                     result.skipped += 1
                     continue
-                batch.append((line.ts, normalised(line.ts, line.host, line.program, line.pid, line.payload)))
+                qid, found = line_keys(line)
+                proc = f"{line.program}[{line.pid}]"
+                text = normalised(line.ts, line.host, line.program, line.pid, line.payload)
+                batch.append((line.ts, line.host, proc, qid, text))
+                keys.extend((k, v, line.host, proc, qid, line.ts) for k, v in found)
                 if len(batch) >= 5000:
-                    db.executemany("INSERT INTO lines (ts, text) VALUES (?, ?)", batch)
-                    added += len(batch)
-                    batch.clear()
-            db.executemany("INSERT INTO lines (ts, text) VALUES (?, ?)", batch)
-            added += len(batch)
+                    added += _store(db, batch, keys)
+            added += _store(db, batch, keys)
         finally:
             stream.close()
         db.execute(
@@ -262,6 +301,21 @@ def _ingest_source(db: Store, source: Source, year: int | None, tz: Any, horizon
     if added:
         result.files += 1
         result.lines += added
+
+
+_INSERT_LINE = "INSERT INTO lines (ts, host, proc, qid, text) VALUES (?, ?, ?, ?, ?)"
+_SET_INDEX = "UPDATE lines SET host = ?, proc = ?, qid = ? WHERE id = ?"
+_INSERT_KEY = "INSERT INTO keys (kind, value, host, proc, qid, ts) VALUES (?, ?, ?, ?, ?, ?)"
+
+
+def _store(db: Store, lines: list[tuple[Any, ...]], keys: list[tuple[Any, ...]]) -> int:
+    """Write a batch of lines and their keys; empty the batch; return how many lines."""
+    db.executemany(_INSERT_LINE, lines)
+    db.executemany(_INSERT_KEY, keys)
+    n = len(lines)
+    lines.clear()
+    keys.clear()
+    return n
 
 
 def _skip(stream: Any, nbytes: int) -> None:
@@ -332,13 +386,25 @@ def stored_lines(db_path: str, since: float | None = None, until: float | None =
             yield text
 
 
-def history_records(db_path: str, since: float | None, until: float | None) -> Any:
-    """The stored lines as trace's records: (text, parsed line), in time order."""
+def _query_lines(db_path: str, query: Any) -> Iterator[str]:
+    """The stored lines a trace of ``query`` needs: looked up by its keys when it has any."""
+    lo = query.since if query.since is not None else float("-inf")
+    hi = query.until if query.until is not None else float("inf")
+    with connect(db_path) as db:
+        narrowed = narrowed_lines(db, query, lo, hi)
+        if narrowed is not None:
+            yield from narrowed
+            return
+    yield from stored_lines(db_path, query.since, query.until)
+
+
+def history_records(db_path: str, query: Any) -> Any:
+    """The stored lines a trace of ``query`` needs, as trace's records: (text, parsed line)."""
     from postlens.trace import Records
 
     def records(problems: list[InputError]) -> Iterator[tuple[str, Any]]:
         parser = LineParser(YearGuess(None, None, UTC), UTC)
-        for text in stored_lines(db_path, since, until):
+        for text in _query_lines(db_path, query):
             line = parser.parse(text)
             if line is not None:
                 yield text, line

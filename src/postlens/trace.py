@@ -400,7 +400,7 @@ def trace(
         if db is not None:
             from postlens.history import history_records
 
-            records, problems = history_records(db, query.since, query.until), list[InputError]()
+            records, problems = history_records(db, query), list[InputError]()
         else:
             sources, problems = expand(paths)
             records = log_records(sources, year, zone(tz))

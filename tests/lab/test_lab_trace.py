@@ -103,3 +103,21 @@ def test_export_agrees_with_the_report(lab: Any, tmp_path: Any) -> None:
     assert sum(r["status"] == "deferred" for r in rows) == totals["deferrals"]
     messages, _ = postlens.export([str(lab.log_path)], output=str(tmp_path / "m.csv"))
     assert messages == len([h for h in _trace(lab) if h["kind"] == "message"])
+
+
+def test_database_trace_equals_file_trace(lab: Any, new_history: Any) -> None:
+    """A trace from the history reads only the lines its keys lead to, and finds the same."""
+    db = new_history()
+    postlens.ingest([str(lab.log_path)], db=db, keep_days=0)
+    planned = _planned(lab)[::3]
+    everything = _trace(lab)
+    queries: list[dict[str, Any]] = [{"msgids": (m["message_id"],)} for m in planned]
+    queries += [{"senders": (m["sender"],)} for m in planned]
+    queries += [{"recipients": (r,)} for m in planned for r in m["rcpts"]]
+    queries += [{"qids": (h["queue_ids"][-1],)} for h in everything[::5] if h["queue_ids"]]
+    queries += [{"recipients": ("accept.test",)}, {"clients": ("127.0.0.4",)}, {"sasl_users": ("alice",)}]
+    for query in queries:
+        from_files = _trace(lab, **query)
+        from_db, problems = postlens.trace([], db=db, **query)
+        assert problems == []
+        assert from_db == from_files, query

@@ -21,7 +21,8 @@ from click.testing import CliRunner
 import postlens
 from postlens.cli import main
 from postlens.errors import EXIT_DATABASE
-from postlens.history import SCHEMA_VERSION, stored_lines
+from postlens.history import SCHEMA_VERSION, normalised, stored_lines
+from postlens.lines import LineParser, YearGuess
 from tests.conftest import DATA, need
 
 MIXED = DATA / "mixed.log"
@@ -214,3 +215,31 @@ def test_unreachable_postgres_is_one_line_without_the_password() -> None:
     done = CliRunner().invoke(main, ["report", "--db", "postgresql://lens:s3cret@127.0.0.1:1/history"])
     assert done.exit_code == EXIT_DATABASE
     assert "cannot connect" in done.output and "s3cret" not in done.output
+
+
+def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    db = tmp_path / "v1.db"
+    parser = LineParser(YearGuess(2026, None, None), None)
+    lines = [parser.parse(t) for t in MIXED.read_text().splitlines()]
+    with sqlite3.connect(db) as conn:  # the tables as postlens with schema 1 made them
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute(
+            "CREATE TABLE files (fingerprint TEXT PRIMARY KEY, path TEXT NOT NULL, device INTEGER, "
+            "inode INTEGER, read_to INTEGER NOT NULL, lines INTEGER NOT NULL, updated REAL NOT NULL)"
+        )
+        conn.execute(
+            "CREATE TABLE lines (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, text TEXT NOT NULL)"
+        )
+        conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        conn.executemany(
+            "INSERT INTO lines (ts, text) VALUES (?, ?)",
+            [(x.ts, normalised(x.ts, x.host, x.program, x.pid, x.payload)) for x in lines if x is not None],
+        )
+    from_db, _ = postlens.trace([], db=str(db), recipients=("carol@example.org",))
+    from_log, _ = postlens.trace([str(MIXED)], year=2026, recipients=("carol@example.org",))
+    assert from_db == from_log and from_db[0]["queue_ids"] == ["3A1B2C3D4E", "5F6A7B8C9D"]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            str(SCHEMA_VERSION),
+        )
+        assert conn.execute("SELECT count(*) FROM keys WHERE kind = 'to'").fetchone()[0] > 0

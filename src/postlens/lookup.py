@@ -1,0 +1,151 @@
+"""lookup: find the stored lines of the messages a trace asks for, without reading them all.
+
+At ingest every line gets its queue ID and smtpd process, and the values trace selects on
+(sender and recipient addresses and domains, Message-ID, client IP, SASL login, and the
+queue IDs it names, such as a content filter's "queued as") go to an indexed ``keys``
+table. A trace then reads only:
+
+- every line of each queue ID a key led to, and of the copies and originals it is linked
+  to by "queued as" (a message and its content-filter copy are one story);
+- the NOQUEUE lines a key led to, and the message that follows a NOQUEUE hold or
+  discard in the same smtpd process;
+- the lines without a queue ID of the smtpd process that received each message, around
+  its arrival (connect, TLS, disconnect, policy lines),
+
+and runs them through the same correlation as a full read; the query's own test then
+keeps exactly the hits a full read would keep. Queries this cannot narrow (globs, CIDR
+networks, status or time alone) read everything.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from postlens.events.postfix import split_qid
+from postlens.lines import Line
+
+_KEY_RE = re.compile(r"\b(from|to|orig_to|message-id|sasl_username)=<?([^<>,;\s]+)>?")
+_CLIENT_RE = re.compile(r"(?:client=|from )[^\s\[]*\[([^\]]+)\]")
+_QUEUED_AS_RE = re.compile(r"queued as ([0-9A-Za-z]+)")
+_KIND = {"orig_to": "to", "message-id": "msgid", "sasl_username": "sasl"}
+SESSION_WINDOW = 300.0  # seconds around an arrival in which its smtpd session's lines are read
+
+_HOSTS_OF_QID = "SELECT DISTINCT host FROM lines WHERE qid = ?"
+_NAMING_QID = "SELECT host, qid FROM keys WHERE kind = 'qid' AND value = ?"
+_NOQUEUE_LINE = "SELECT id, ts, text FROM lines WHERE host = ? AND proc = ? AND ts = ? AND qid IS NULL"
+_FOLLOWER = (
+    "SELECT host, qid FROM lines WHERE host = ? AND proc = ? AND qid IS NOT NULL "
+    "AND (ts > ? OR (ts = ? AND id > ?)) ORDER BY ts, id LIMIT 1"
+)
+_QID_LINES = "SELECT id, ts, text, proc FROM lines WHERE qid = ? AND host = ?"
+_SESSION_LINES = (
+    "SELECT id, ts, text FROM lines WHERE host = ? AND proc = ? AND ts >= ? AND ts <= ? AND qid IS NULL"
+)
+_LINKS_FROM = "SELECT host, value FROM keys WHERE kind = 'qid' AND qid = ? AND host = ?"
+_LINKS_TO = "SELECT host, qid FROM keys WHERE kind = 'qid' AND value = ? AND host = ? AND qid IS NOT NULL"
+
+
+def line_keys(line: Line) -> tuple[str | None, list[tuple[str, str]]]:
+    """A line's queue ID (None for none or NOQUEUE) and its (kind, value) keys."""
+    split = split_qid(line.payload)
+    qid = split[0] if split is not None and split[0] != "NOQUEUE" else None
+    keys: list[tuple[str, str]] = []
+    for name, value in _KEY_RE.findall(line.payload):
+        kind = _KIND.get(name, name)
+        if kind == "msgid":
+            keys.append((kind, value))
+            continue
+        value = value.lower()
+        keys.append((kind, value))
+        if kind in ("from", "to") and "@" in value:
+            keys.append((kind + "_domain", value.rpartition("@")[2]))
+    keys.extend(("client", ip) for ip in _CLIENT_RE.findall(line.payload))
+    keys.extend(("qid", target) for target in _QUEUED_AS_RE.findall(line.payload))
+    return qid, keys
+
+
+def _domain_keys(kind: str, patterns: tuple[str, ...]) -> list[tuple[str, str, bool]] | None:
+    """(kind, value, subdomains too) lookups for address options; None when one is a glob."""
+    out = []
+    for p in patterns:
+        p = p.lower()
+        if any(c in p for c in "*?["):
+            return None
+        out.append((kind, p, False) if "@" in p else (kind + "_domain", p, True))
+    return out
+
+
+def _lookups(query: Any) -> list[tuple[str, str, bool]] | None:
+    """The key lookups for the most selective option of a query; None when none narrows it."""
+    if query.qids:
+        return [("qid", q, False) for q in query.qids]
+    if query.msgids:
+        return [("msgid", m.strip("<>"), False) for m in query.msgids]
+    if query.sasl_users:
+        return [("sasl", u.lower(), False) for u in query.sasl_users]
+    if query.clients and all("/" not in c for c in query.clients):
+        return [("client", c, False) for c in query.clients]
+    if query.recipients:
+        return _domain_keys("to", query.recipients)
+    if query.senders:
+        return _domain_keys("from", query.senders)
+    return None
+
+
+def narrowed_lines(store: Any, query: Any, lo: float, hi: float) -> Iterator[str] | None:
+    """The stored lines in [lo, hi) a trace needs for ``query``, in time order; None to read
+    everything."""
+    lookups = _lookups(query)
+    if lookups is None:
+        return None
+    qids: set[tuple[str, str]] = set()
+    noqueue: list[tuple[str, str, float]] = []
+    for kind, value, subdomains in lookups:
+        if kind == "qid":
+            qids.update((h, value) for (h,) in store.execute(_HOSTS_OF_QID, (value,)))
+            qids.update((h, q) for h, q in store.execute(_NAMING_QID, (value,)) if q is not None)
+            continue
+        sql = "SELECT host, proc, qid, ts FROM keys WHERE kind = ? AND (value = ?"
+        params: tuple[Any, ...] = (kind, value)
+        if subdomains:
+            sql += " OR value LIKE ?"
+            params += ("%." + value,)
+        for host, proc, qid, ts in store.execute(sql + ")", params):
+            if qid is not None:
+                qids.add((host, qid))
+            else:
+                noqueue.append((host, proc, ts))
+    rows: dict[int, tuple[float, str]] = {}
+    for host, proc, ts in noqueue:
+        for row_id, line_ts, text in store.execute(_NOQUEUE_LINE, (host, proc, ts)):
+            rows[row_id] = (line_ts, text)
+            # a NOQUEUE hold or discard names the message smtpd queues next in this process
+            follower = store.execute(_FOLLOWER, (host, proc, ts, ts, row_id)).fetchone()
+            if follower is not None:
+                qids.add((follower[0], follower[1]))
+    _linked(store, qids)
+    arrivals: list[tuple[str, str, float]] = []
+    for host, qid in qids:
+        for row_id, ts, text, proc in store.execute(_QID_LINES, (qid, host)):
+            rows[row_id] = (ts, text)
+            if proc.endswith("/smtpd") and ": client=" in text:
+                arrivals.append((host, proc, ts))
+    for host, proc, ts in arrivals:
+        window = (host, proc, ts - SESSION_WINDOW, ts + SESSION_WINDOW)
+        for row_id, line_ts, text in store.execute(_SESSION_LINES, window):
+            rows[row_id] = (line_ts, text)
+    ordered = sorted(rows.items(), key=lambda item: (item[1][0], item[0]))
+    return iter([text for _, (ts, text) in ordered if lo <= ts < hi])
+
+
+def _linked(store: Any, qids: set[tuple[str, str]]) -> None:
+    """Add the queue IDs linked to these by "queued as", both ways, until none is new."""
+    todo = list(qids)
+    while todo:
+        host, qid = todo.pop()
+        linked = set(store.execute(_LINKS_FROM, (qid, host))) | set(store.execute(_LINKS_TO, (qid, host)))
+        for key in {(h, q) for h, q in linked} - qids:
+            qids.add(key)
+            todo.append(key)
