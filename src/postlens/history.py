@@ -190,21 +190,33 @@ def connect(target: str, create: bool = False) -> Iterator[Store]:
         store.conn.close()
 
 
+def _version(store: Store) -> int | None:
+    """The schema version, or None for a database without postlens's tables."""
+    if "meta" not in store.tables():
+        return None
+    row = store.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
 def _check_schema(store: Store, create: bool) -> None:
-    with store.writing():  # two first ingests at once: one makes the schema
-        tables = store.tables()
-        if "meta" not in tables:
-            if tables or not create:
+    """Check the schema; make or upgrade it under the write lock only when needed, so
+    readers never wait for each other."""
+    version = _version(store)
+    if version == SCHEMA_VERSION:
+        return
+    if version is not None and version > SCHEMA_VERSION:
+        raise HistoryError(
+            f"{store.name}: made by a newer postlens (schema {version}, this one knows {SCHEMA_VERSION})"
+        )
+    with store.writing():  # two first ingests at once: one makes the schema, the other sees it
+        version = _version(store)
+        if version is None:
+            if store.tables() or not create:
                 raise HistoryError(f"{store.name}: not a postlens database (run postlens ingest first)")
             for statement in _SCHEMA:
                 store.execute(statement.format(**_TYPES[store.dialect]))
             store.execute("INSERT INTO meta VALUES ('schema_version', '1')")
-        row = store.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        version = int(row[0]) if row else 0
-        if version > SCHEMA_VERSION:
-            raise HistoryError(
-                f"{store.name}: made by a newer postlens (schema {version}, this one knows {SCHEMA_VERSION})"
-            )
+            version = 1
         for step in range(version + 1, SCHEMA_VERSION + 1):
             for statement in _UPGRADES[step]:
                 store.execute(statement.format(**_TYPES[store.dialect]))

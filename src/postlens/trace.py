@@ -172,6 +172,7 @@ def _verdict(hit: dict[str, Any]) -> str:
     retries = f" after {deferrals} deferral{'s' if deferrals != 1 else ''}" if deferrals else ""
     last = max(attempts, key=lambda a: a["ts"]) if attempts else None
     queued = f", {duration(last['ts'] - hit['first_ts'])} in queue" if last else ""
+    recipients = [r for r in recipients if r["state"] != "rejected"] or recipients
     who = recipients[0]["to"] if len(recipients) == 1 else f"{len(recipients)} recipients"
     if state == "delivered":
         relays = sorted({a["relay"] for r in recipients for a in r["attempts"][-1:]})
@@ -249,6 +250,13 @@ def message_hit(chain: list[Message]) -> dict[str, Any]:
     if not recipients:  # held, discarded or rejected: the recipients are in the policy lines
         named = dict.fromkeys(r.recipient for m in chain for r in m.actions if r.recipient)
         hit["recipients"] = [{"to": to, "orig_to": "", "state": hit["state"], "attempts": []} for to in named]
+    else:  # recipients refused at RCPT while others were accepted: shown, not counted in the state
+        listed = {r["to"] for r in recipients}
+        refused = dict.fromkeys(
+            r.recipient for m in chain for r in m.actions
+            if r.recipient and r.stage == "RCPT" and r.action.endswith("reject") and r.recipient not in listed
+        )  # fmt: skip
+        recipients += [{"to": to, "orig_to": "", "state": "rejected", "attempts": []} for to in refused]
     hit["verdict"] = _verdict(hit)
     return hit
 

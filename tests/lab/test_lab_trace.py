@@ -29,8 +29,9 @@ def _trace(lab: Any, **query: Any) -> list[dict[str, Any]]:
 
 
 def _states(hit: dict[str, Any]) -> dict[str, str]:
-    """Recipient (as the client gave it) -> final state."""
-    return {r["orig_to"] or r["to"]: r["state"] for r in hit["recipients"]}
+    """Accepted recipient (as the client gave it) -> final state."""
+    accepted = [r for r in hit["recipients"] if r["state"] != "rejected"] or hit["recipients"]
+    return {r["orig_to"] or r["to"]: r["state"] for r in accepted}
 
 
 def test_every_planned_message_by_message_id(lab: Any) -> None:
