@@ -94,9 +94,18 @@ class Store:
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         return self.conn.execute(self._sql(sql), params)
 
-    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        if rows:
-            self.conn.cursor().executemany(self._sql(sql), rows)
+    def insert(self, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """Append rows; on PostgreSQL with COPY, many times faster than one INSERT a row."""
+        if not rows:
+            return
+        names = ", ".join(columns)
+        if self.dialect == "postgresql":
+            with self.conn.cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        marks = ", ".join("?" * len(columns))
+        self.conn.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -238,7 +247,7 @@ def _index_stored(store: Store) -> None:
         store.execute(
             "UPDATE lines SET host = ?, proc = ?, qid = ? WHERE id = ?", (line.host, proc, qid, row_id)
         )
-        store.executemany(_INSERT_KEY, [(k, v, line.host, proc, qid, line.ts) for k, v in keys])
+        store.insert("keys", _KEY_COLUMNS, [(k, v, line.host, proc, qid, line.ts) for k, v in keys])
 
 
 def normalised(ts: float, host: str, program: str, pid: str, payload: str) -> str:
@@ -315,15 +324,15 @@ def _ingest_source(db: Store, source: Source, year: int | None, tz: Any, horizon
         result.lines += added
 
 
-_INSERT_LINE = "INSERT INTO lines (ts, host, proc, qid, text) VALUES (?, ?, ?, ?, ?)"
+_LINE_COLUMNS = ("ts", "host", "proc", "qid", "text")
+_KEY_COLUMNS = ("kind", "value", "host", "proc", "qid", "ts")
 _SET_INDEX = "UPDATE lines SET host = ?, proc = ?, qid = ? WHERE id = ?"
-_INSERT_KEY = "INSERT INTO keys (kind, value, host, proc, qid, ts) VALUES (?, ?, ?, ?, ?, ?)"
 
 
 def _store(db: Store, lines: list[tuple[Any, ...]], keys: list[tuple[Any, ...]]) -> int:
     """Write a batch of lines and their keys; empty the batch; return how many lines."""
-    db.executemany(_INSERT_LINE, lines)
-    db.executemany(_INSERT_KEY, keys)
+    db.insert("lines", _LINE_COLUMNS, lines)
+    db.insert("keys", _KEY_COLUMNS, keys)
     n = len(lines)
     lines.clear()
     keys.clear()
