@@ -43,6 +43,14 @@ _QID_LINES = "SELECT id, ts, text, proc FROM lines WHERE qid = ? AND host = ?"
 _SESSION_LINES = (
     "SELECT id, ts, text FROM lines WHERE host = ? AND proc = ? AND ts >= ? AND ts <= ? AND qid IS NULL"
 )
+# explicit ts ranges, so the (host, proc, ts) index bounds the scan
+_BEFORE = " AND ts >= ? AND ts <= ? AND (ts < ? OR (ts = ? AND id < ?)) ORDER BY ts DESC, id DESC LIMIT 1"
+_AFTER = " AND ts >= ? AND ts <= ? AND (ts > ? OR (ts = ? AND id > ?)) ORDER BY ts, id LIMIT 1"
+SESSION_LIMIT = 3600.0  # the longest smtpd session looked for around an arrival
+_IN_PROC = "SELECT ts, id FROM lines WHERE host = ? AND proc = ? AND "
+_SESSION_START = _IN_PROC + "text LIKE ?" + _BEFORE  # a parameter: psycopg reads % in SQL text
+_SESSION_END = _IN_PROC + "text LIKE ?" + _AFTER
+_PREVIOUS_MESSAGE = _IN_PROC + "qid IS NOT NULL" + _BEFORE
 _LINKS_FROM = "SELECT host, value FROM keys WHERE kind = 'qid' AND qid = ? AND host = ?"
 _LINKS_TO = "SELECT host, qid FROM keys WHERE kind = 'qid' AND value = ? AND host = ? AND qid IS NOT NULL"
 
@@ -126,18 +134,46 @@ def narrowed_lines(store: Any, query: Any, lo: float, hi: float) -> Iterator[str
             if follower is not None:
                 qids.add((follower[0], follower[1]))
     _linked(store, qids)
-    arrivals: list[tuple[str, str, float]] = []
+    arrivals: list[tuple[str, str, float, int]] = []
     for host, qid in qids:
         for row_id, ts, text, proc in store.execute(_QID_LINES, (qid, host)):
             rows[row_id] = (ts, text)
-            if proc.endswith("/smtpd") and ": client=" in text:
-                arrivals.append((host, proc, ts))
-    for host, proc, ts in arrivals:
-        window = (host, proc, ts - SESSION_WINDOW, ts + SESSION_WINDOW)
-        for row_id, line_ts, text in store.execute(_SESSION_LINES, window):
-            rows[row_id] = (line_ts, text)
+            if "/smtpd[" in proc and ": client=" in text:
+                arrivals.append((host, proc, ts, row_id))
+    sessions: dict[tuple[Any, ...], list[tuple[int, float, str]]] = {}  # read once per session
+    for arrival in arrivals:
+        rows.update(_session_lines(store, *arrival, sessions))
     ordered = sorted(rows.items(), key=lambda item: (item[1][0], item[0]))
     return iter([text for _, (ts, text) in ordered if lo <= ts < hi])
+
+
+def _session_lines(
+    store: Any, host: str, proc: str, ts: float, row_id: int, sessions: dict[tuple[Any, ...], Any]
+) -> dict[int, tuple[float, str]]:
+    """The lines without a queue ID of the smtpd session a message arrived in: from its
+    connect to its disconnect, and of the NOQUEUE lines only those of this transaction (a
+    hold or discard before it names this message, not the one before)."""
+    before = (ts - SESSION_LIMIT, ts, ts, ts, row_id)
+    after = (ts, ts + SESSION_LIMIT, ts, ts, row_id)
+    start = store.execute(_SESSION_START, (host, proc, "%: connect from %", *before)).fetchone()
+    end = store.execute(_SESSION_END, (host, proc, "%: disconnect from %", *after)).fetchone()
+    start = start or (ts - SESSION_WINDOW, -1)
+    end = end or (ts + SESSION_WINDOW, 1 << 62)
+    previous = store.execute(_PREVIOUS_MESSAGE, (host, proc, *before)).fetchone() or start
+    key = (host, proc, tuple(start), tuple(end))
+    lines = sessions.get(key)
+    if lines is None:
+        lines = sessions[key] = [
+            (line_id, line_ts, text)
+            for line_id, line_ts, text in store.execute(_SESSION_LINES, (host, proc, start[0], end[0]))
+            if tuple(start) <= (line_ts, line_id) <= tuple(end)
+        ]
+    found: dict[int, tuple[float, str]] = {}
+    for line_id, line_ts, text in lines:
+        if ": NOQUEUE: " in text and not (tuple(previous) < (line_ts, line_id) < (ts, row_id)):
+            continue
+        found[line_id] = (line_ts, text)
+    return found
 
 
 def _linked(store: Any, qids: set[tuple[str, str]]) -> None:

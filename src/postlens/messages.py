@@ -44,6 +44,7 @@ from postlens.events import (
     Reject,
     Removed,
     SessionProblem,
+    Tls,
 )
 from postlens.lines import by_fields
 
@@ -110,6 +111,7 @@ class Message:
     policy: str  # "hold" or "discard" when smtpd or cleanup said so
     reinjected: bool
     link_pending: bool  # handed on, but whether it is a re-injection is not known yet
+    tls: Tls | None  # the TLS of the smtpd session it arrived in
 
     def __init__(self, host: str, instance: str, qid: str, first_ts: float, last_ts: float) -> None:
         self.host = host
@@ -132,6 +134,7 @@ class Message:
         self.policy = ""
         self.reinjected = False
         self.link_pending = False
+        self.tls = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         args = (self.host, self.instance, self.qid, self.first_ts, self.last_ts)
@@ -227,6 +230,7 @@ class Session:
     problem_after: str
     policy: Reject | None  # a NOQUEUE hold/discard for the transaction's coming message
     headless: bool
+    tls: Tls | None  # STARTTLS, when the client used it
 
     def __init__(
         self,
@@ -239,6 +243,7 @@ class Session:
         problem_after: str = "",
         policy: Reject | None = None,
         headless: bool = False,
+        tls: Tls | None = None,
     ) -> None:
         self.host = host
         self.program = program
@@ -249,6 +254,7 @@ class Session:
         self.problem_after = problem_after
         self.policy = policy
         self.headless = headless
+        self.tls = tls
 
     def __reduce__(self) -> tuple[Any, ...]:
         return by_fields(self)
@@ -260,7 +266,7 @@ SessionKey = tuple[str, str, str]
 # What a head item is about.
 _MESSAGE, _SESSION, _LINK, _ATTACH = 0, 1, 2, 3
 _KINDS: dict[type, int] = {
-    **dict.fromkeys((Connect, Disconnect, SessionProblem), _SESSION),
+    **dict.fromkeys((Connect, Disconnect, SessionProblem, Tls), _SESSION),
     **dict.fromkeys(
         (Arrival, Pickup, MessageId, Queued, Delivery, Removed, Notice, Expired, Reject, QueueAction),
         _MESSAGE,
@@ -425,6 +431,7 @@ class Correlator:
 
     def _join(self, sess: Session, msg: Message) -> None:
         sess.messages.append(msg)
+        msg.tls = sess.tls
         if sess.policy is not None:
             msg.policy = _POLICIES[sess.policy.action]
             msg.actions.append(sess.policy)
@@ -497,6 +504,8 @@ class Correlator:
         elif isinstance(ev, Disconnect):
             sess.disconnect = ev
             self._end_session(sess)
+        elif isinstance(ev, Tls):
+            sess.tls = ev
 
     def _end_session(self, sess: Session) -> None:
         key = (sess.host, sess.program, sess.pid)

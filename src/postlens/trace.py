@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from postlens.errors import InputError
-from postlens.events import Event, EventParser, Reject
+from postlens.events import Event, EventParser, Reject, Tls
 from postlens.lines import Line, LineParser, YearGuess, zone
 from postlens.messages import LINK_WINDOW, Correlator, Message, hop_target, is_loopback
 from postlens.render import clean
@@ -234,6 +234,8 @@ def message_hit(chain: list[Message]) -> dict[str, Any]:
             "host": arrival.client_host if arrival else "",
             "ip": arrival.client_ip if arrival else "",
         },
+        "helo": next((r.helo for m in chain for r in m.actions if r.helo), None),
+        "tls": _tls(head.tls),
         "sasl_user": arrival.sasl_username if arrival and arrival.sasl_username else None,
         "sasl_method": arrival.sasl_method if arrival and arrival.sasl_method else None,
         "first": _iso(head.first_ts),
@@ -261,6 +263,10 @@ def message_hit(chain: list[Message]) -> dict[str, Any]:
     return hit
 
 
+def _tls(t: Tls | None) -> dict[str, str] | None:
+    return None if t is None else {"protocol": t.protocol, "cipher": t.cipher, "trust": t.trust}
+
+
 def noqueue_hit(r: Reject) -> dict[str, Any]:
     """A transaction refused before it got a queue ID."""
     hit: dict[str, Any] = {
@@ -272,6 +278,8 @@ def noqueue_hit(r: Reject) -> dict[str, Any]:
         "size": None,
         "origin": "smtpd",
         "client": {"host": r.client_host, "ip": r.client_ip},
+        "helo": r.helo or None,
+        "tls": None,
         "sasl_user": None,
         "sasl_method": None,
         "first": _iso(r.line.ts),

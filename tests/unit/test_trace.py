@@ -51,6 +51,9 @@ def test_the_filtered_message_as_one_timeline() -> None:
     assert hit["queue_ids"] == ["3A1B2C3D4E", "5F6A7B8C9D"]
     assert hit["client"] == {"host": "client.example.net", "ip": "192.0.2.10"}
     assert (hit["sasl_user"], hit["sasl_method"], hit["size"]) == ("alice", "PLAIN", 1200)
+    assert hit["tls"] == {"protocol": "TLSv1.3", "cipher": "TLS_AES_256_GCM_SHA384", "trust": "Anonymous"}
+    (rejected,) = _trace(qids=("4D4E4F5A5B",))
+    assert (rejected["helo"], rejected["tls"]) == ("evil.example", None)
     assert [hop["as"] for hop in hit["filter_hops"]] == ["5F6A7B8C9D", "5F6A7B8C9D"]
     carol = next(r for r in hit["recipients"] if r["to"] == "carol@example.org")
     assert [a["status"] for a in carol["attempts"]] == ["deferred", "sent"]

@@ -33,7 +33,11 @@ def _hit_text(h: dict[str, Any]) -> list[str]:
     client = h["client"]
     if client["ip"]:
         sasl = f", SASL {clean(h['sasl_user'])} ({clean(h['sasl_method'])})" if h["sasl_user"] else ""
-        out.append(f"{pad}client {clean(client['host'])}[{clean(client['ip'])}]{sasl}")
+        helo = f", HELO {clean(h['helo'])}" if h["helo"] else ""
+        out.append(f"{pad}client {clean(client['host'])}[{clean(client['ip'])}]{helo}{sasl}")
+        if h["tls"]:
+            t = h["tls"]
+            out.append(f"{pad}{clean(t['trust'])} TLS, {clean(t['protocol'])} with {clean(t['cipher'])}")
     elif h["origin"]:
         out.append(f"{pad}submitted by {clean(h['origin'])}")
     for hop in h["filter_hops"][:1]:
