@@ -18,10 +18,8 @@ from typing import Any, TextIO
 
 from postlens.errors import InputError, UsageError
 from postlens.events import AuthFailure, Event, EventParser, Login
-from postlens.lines import zone
 from postlens.output import output_file, output_path
-from postlens.sources import expand
-from postlens.trace import Query, in_networks, log_records, scan
+from postlens.trace import Query, in_networks, records_for, scan
 
 TABLES: dict[str, tuple[str, ...]] = {
     "messages": (
@@ -263,13 +261,7 @@ def export(
 ) -> tuple[int, list[InputError]]:
     """Write the rows of ``table`` for what ``query`` selects in the logs (or the history
     database ``db``); return how many, and the input problems."""
-    if db is not None:
-        from postlens.history import history_records
-
-        records, problems = history_records(db, query), list[InputError]()
-    else:
-        sources, problems = expand(paths)
-        records = log_records(sources, year, zone(tz))
+    records, problems = records_for(paths, query, year=year, tz=tz, db=db)
     events = EventParser(syslog_name)
     count = 0
     with _writer(table, fmt, output) as write:

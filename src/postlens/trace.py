@@ -399,6 +399,18 @@ def log_records(sources: list[Source], year: int | None, tz: Any) -> Records:
     return records
 
 
+def records_for(
+    paths: list[str], query: Query, *, year: int | None, tz: str | None, db: str | None
+) -> tuple[Records, list[InputError]]:
+    """What to read for ``query``: the log files, or the history database ``db``."""
+    if db is not None:
+        from postlens.history import history_records
+
+        return history_records(db, query), []
+    sources, problems = expand(paths)
+    return log_records(sources, year, zone(tz)), problems
+
+
 def trace(
     paths: list[str],
     query: Query,
@@ -413,13 +425,7 @@ def trace(
     ``query`` selects, oldest first."""
     hits: list[dict[str, Any]] = []
     with _rereadable(paths, raw) as paths:
-        if db is not None:
-            from postlens.history import history_records
-
-            records, problems = history_records(db, query), list[InputError]()
-        else:
-            sources, problems = expand(paths)
-            records = log_records(sources, year, zone(tz))
+        records, problems = records_for(paths, query, year=year, tz=tz, db=db)
         events = EventParser(syslog_name)
         scan(records, query, hits.append, events, problems)
         hits.sort(key=lambda h: (h["first_ts"], h["host"], h["queue_ids"]))
