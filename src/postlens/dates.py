@@ -1,9 +1,9 @@
-"""The -d option: today, yesterday, a date, or a range of dates, in the report's zone."""
+"""Times given and shown: -d periods, --since/--until moments, and ISO 8601 in UTC."""
 
 from __future__ import annotations
 
 import time
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from postlens.errors import UsageError
 
@@ -51,3 +51,8 @@ def moment(text: str, tz: tzinfo | None, option: str, now: float | None = None) 
     if dt.tzinfo is None:
         return dt.timestamp() if tz is None else dt.replace(tzinfo=tz).timestamp()
     return dt.timestamp()
+
+
+def iso_utc(ts: float) -> str:
+    """An epoch time as ISO 8601 in UTC with a Z, as the JSON outputs show times."""
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")

@@ -13,9 +13,9 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from postlens.dates import iso_utc
 from postlens.errors import InputError, UsageError
 from postlens.events import AuthFailure, Event, EventParser, Login
 from postlens.output import output_file, output_path
@@ -84,29 +84,24 @@ _HIT_ROWS: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
 }
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
-
-
 def auth_row(ev: Event) -> Row | None:
     """A SASL or Dovecot login, failed or not."""
     line = ev.line
     if isinstance(ev, AuthFailure):
         return {
-            "time": _iso(line.ts), "host": line.host, "service": ev.tag.daemon, "client_ip": ev.client_ip,
+            "time": iso_utc(line.ts), "host": line.host, "service": ev.tag.daemon, "client_ip": ev.client_ip,
             "username": ev.username, "method": ev.method, "result": "failure", "reason": ev.reason,
         }  # fmt: skip
     if isinstance(ev, Login):
         return {
-            "time": _iso(line.ts), "host": line.host, "service": ev.service, "client_ip": ev.client_ip,
+            "time": iso_utc(line.ts), "host": line.host, "service": ev.service, "client_ip": ev.client_ip,
             "username": ev.username, "method": ev.method, "result": "success", "reason": "",
         }  # fmt: skip
     return None
 
 
-def _auth_selected(row: Row, query: Query, networks: list[Any]) -> bool:
-    """The query's client, user and time options, applied to a login."""
-    ts = datetime.fromisoformat(row["time"].replace("Z", "+00:00")).timestamp()
+def _auth_selected(ts: float, row: Row, query: Query, networks: list[Any]) -> bool:
+    """The query's client, user and time options, applied to a login at ``ts``."""
     if (query.since is not None and ts < query.since) or (query.until is not None and ts >= query.until):
         return False
     if networks and not in_networks(row["client_ip"], networks):
@@ -276,7 +271,7 @@ def export(
 
             def on_event(ev: Event) -> None:
                 row = auth_row(ev)
-                if row is not None and _auth_selected(row, query, networks):
+                if row is not None and _auth_selected(ev.line.ts, row, query, networks):
                     emit(row)
 
             # logins are not messages: the hits are not wanted, only the events on the way

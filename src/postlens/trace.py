@@ -19,9 +19,9 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from postlens.dates import iso_utc
 from postlens.errors import InputError
 from postlens.events import Event, EventParser, Reject, Tls
 from postlens.lines import Line, LineParser, YearGuess, zone
@@ -30,10 +30,6 @@ from postlens.render import clean
 from postlens.sources import Source, expand, iter_lines, open_source
 
 STATUSES = ("delivered", "deferred", "bounced", "expired", "rejected", "held", "discarded")
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def duration(seconds: float) -> str:
@@ -123,13 +119,13 @@ def _recipients(chain: list[Message]) -> tuple[list[dict[str, Any]], list[dict[s
         for d in msg.deliveries:
             target = hop_target(d)
             if target:
-                hops.append({"time": _iso(d.line.ts), "queue_id": msg.qid, "relay": d.relay, "as": target})
+                hops.append({"time": iso_utc(d.line.ts), "queue_id": msg.qid, "relay": d.relay, "as": target})
                 continue
             row = rows.get(d.to)
             if row is None:
                 row = rows[d.to] = {"to": d.to, "orig_to": d.orig_to, "state": "", "attempts": []}
             row["attempts"].append({
-                "time": _iso(d.line.ts), "ts": d.line.ts, "queue_id": msg.qid, "daemon": d.tag.daemon,
+                "time": iso_utc(d.line.ts), "ts": d.line.ts, "queue_id": msg.qid, "daemon": d.tag.daemon,
                 "relay": d.relay, "delay": d.delay, "delays": d.delays, "dsn": d.dsn,
                 "status": d.status, "reply": d.reply,
             })  # fmt: skip
@@ -212,7 +208,7 @@ def _count(items: Iterator[str] | Any) -> dict[str, int]:
 
 def _reject_row(r: Reject) -> dict[str, Any]:
     return {
-        "time": _iso(r.line.ts), "daemon": r.tag.daemon, "action": r.action, "stage": r.stage,
+        "time": iso_utc(r.line.ts), "daemon": r.tag.daemon, "action": r.action, "stage": r.stage,
         "code": r.code, "reason": r.reason, "recipient": r.recipient,
     }  # fmt: skip
 
@@ -238,8 +234,8 @@ def message_hit(chain: list[Message]) -> dict[str, Any]:
         "tls": _tls(head.tls),
         "sasl_user": arrival.sasl_username if arrival and arrival.sasl_username else None,
         "sasl_method": arrival.sasl_method if arrival and arrival.sasl_method else None,
-        "first": _iso(head.first_ts),
-        "last": _iso(max(m.last_ts for m in chain)),
+        "first": iso_utc(head.first_ts),
+        "last": iso_utc(max(m.last_ts for m in chain)),
         "first_ts": head.first_ts,
         "last_ts": max(m.last_ts for m in chain),
         "filter_hops": hops,
@@ -282,8 +278,8 @@ def noqueue_hit(r: Reject) -> dict[str, Any]:
         "tls": None,
         "sasl_user": None,
         "sasl_method": None,
-        "first": _iso(r.line.ts),
-        "last": _iso(r.line.ts),
+        "first": iso_utc(r.line.ts),
+        "last": iso_utc(r.line.ts),
         "first_ts": r.line.ts,
         "last_ts": r.line.ts,
         "filter_hops": [],

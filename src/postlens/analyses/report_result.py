@@ -7,11 +7,11 @@ same bytes.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
 from typing import Any
 
 from postlens.analyses.report import COUNTED_FIELDS, TOTAL_FIELDS, TRAFFIC, TimeBuckets, percentile
 from postlens.analyses.tally import Tally
+from postlens.dates import iso_utc
 
 SCHEMA_VERSION = 1
 PERCENTILES = (50, 90, 99)
@@ -30,9 +30,7 @@ def _secs(centis: int) -> float:
 
 
 def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    return None if ts is None else iso_utc(ts)
 
 
 def build_result(t: Tally, buckets: TimeBuckets) -> dict[str, Any]:
