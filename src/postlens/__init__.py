@@ -7,6 +7,7 @@ The library API mirrors the command line: ``postlens.report(paths, ...)`` is wha
 from __future__ import annotations
 
 import math
+from datetime import tzinfo
 from importlib import resources
 from typing import Any, TextIO
 
@@ -79,17 +80,14 @@ def report(
     default one); ``since``/``until`` (``30d``, ISO 8601) narrow the period like ``date``.
     With ``progress`` (a terminal, usually standard error), a progress line is kept there.
     """
-    try:
-        zone(tz)
-    except Exception as e:  # zoneinfo raises several kinds for a bad name
-        raise UsageError(f"--tz: unknown time zone {tz!r}") from e
+    zone_ = _zone(tz)
     start = end = None
     if date:
-        start, end = period(date, zone(tz))
+        start, end = period(date, zone_)
     if since:
-        start = max(start or -math.inf, moment(since, zone(tz), "--since"))
+        start = max(start or -math.inf, moment(since, zone_, "--since"))
     if until:
-        end = min(end or math.inf, moment(until, zone(tz), "--until"))
+        end = min(end or math.inf, moment(until, zone_, "--until"))
     settings = Settings(
         year=year,
         tz=tz,
@@ -98,8 +96,9 @@ def report(
         end=end,
         report=ReportOptions(verp_mung=verp_mung, ignore_case=ignore_case, rej_add_from=rej_add_from),
     )
-    if db is not None:
-        return history.report_from(db or history.default_path(), settings)
+    target = _history(db)
+    if target is not None:
+        return history.report_from(target, settings)
     if engine not in ENGINES:
         raise UsageError(f"--engine: {engine!r} is not one of {', '.join(ENGINES)}")
     if scheduler and engine != "dask":
@@ -125,10 +124,7 @@ def query(
 ) -> Query:
     """What trace and export select (docs/trace.md); ``since``/``until`` take ``2h``, ``3d``
     or ISO 8601 times, in ``tz`` when they name no zone."""
-    try:
-        zone_ = zone(tz)
-    except Exception as e:  # zoneinfo raises several kinds for a bad name
-        raise UsageError(f"--tz: unknown time zone {tz!r}") from e
+    zone_ = _zone(tz)
     q = Query(
         senders=senders, recipients=recipients, qids=qids, msgids=msgids, clients=clients,
         sasl_users=sasl_users, statuses=statuses,
@@ -155,8 +151,7 @@ def trace(
     """The messages and NOQUEUE rejects that match ``selection`` (see :func:`query`), oldest
     first, and the inputs that could not be read. What ``postlens trace`` prints."""
     q = query(tz=tz, **selection)
-    db = None if db is None else db or history.default_path()
-    return trace_logs(paths, q, year=year, tz=tz, syslog_name=syslog_name, raw=raw, db=db)
+    return trace_logs(paths, q, year=year, tz=tz, syslog_name=syslog_name, raw=raw, db=_history(db))
 
 
 def export(
@@ -174,8 +169,9 @@ def export(
     """Write the rows of ``table`` that match ``selection`` to ``output`` (stdout when None);
     return how many rows, and the inputs that could not be read. See docs/export.md."""
     q = query(tz=tz, **selection)
-    db = None if db is None else db or history.default_path()
-    return export_rows(paths, q, table, fmt, output, year=year, tz=tz, syslog_name=syslog_name, db=db)
+    return export_rows(
+        paths, q, table, fmt, output, year=year, tz=tz, syslog_name=syslog_name, db=_history(db)
+    )
 
 
 def ingest(
@@ -193,6 +189,18 @@ def ingest(
 def prune(older_than_days: float, *, db: str | None = None) -> int:
     """Remove stored lines older than the given age from the history database."""
     return history.prune(db or history.default_path(), older_than_days)
+
+
+def _zone(tz: str | None) -> tzinfo | None:
+    try:
+        return zone(tz)
+    except Exception as e:  # zoneinfo raises several kinds for a bad name
+        raise UsageError(f"--tz: unknown time zone {tz!r}") from e
+
+
+def _history(db: str | None) -> str | None:
+    """The history database asked for: None to read log files, "" for the default one."""
+    return None if db is None else db or history.default_path()
 
 
 def _analyse(

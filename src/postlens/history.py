@@ -236,7 +236,7 @@ def _check_schema(store: Store, create: bool) -> None:
 
 def _index_stored(store: Store) -> None:
     """Give lines stored before version 2 their queue ID, process and keys."""
-    parser = LineParser(YearGuess(None, None, UTC), UTC)
+    parser = _stored_parser()
     rows = store.execute("SELECT id, text FROM lines").fetchall()
     for row_id, text in rows:
         line = parser.parse(text)
@@ -248,6 +248,11 @@ def _index_stored(store: Store) -> None:
             "UPDATE lines SET host = ?, proc = ?, qid = ? WHERE id = ?", (line.host, proc, qid, row_id)
         )
         store.insert("keys", _KEY_COLUMNS, [(k, v, line.host, proc, qid, line.ts) for k, v in keys])
+
+
+def _stored_parser() -> LineParser:
+    """A parser for stored lines: their RFC 3339 stamps in UTC need no year guess."""
+    return LineParser(YearGuess(None, None, UTC), UTC)
 
 
 def normalised(ts: float, host: str, program: str, pid: str, payload: str) -> str:
@@ -424,7 +429,7 @@ def history_records(db_path: str, query: Any) -> Any:
     from postlens.trace import Records
 
     def records(problems: list[InputError]) -> Iterator[tuple[str, Any]]:
-        parser = LineParser(YearGuess(None, None, UTC), UTC)
+        parser = _stored_parser()
         for text in _query_lines(db_path, query):
             line = parser.parse(text)
             if line is not None:
@@ -439,7 +444,7 @@ def report_from(db_path: str, settings: Any) -> tuple[dict[str, Any], list[Input
     from postlens.pipeline import Analysis
 
     analysis = Analysis(settings)
-    parser = LineParser(YearGuess(None, None, UTC), UTC)
+    parser = _stored_parser()
     analysis.read(stored_lines(db_path, settings.start, settings.end), parser)
     result = analysis.finish()
     result["inputs"] = [{"source": db_path, "error": None}]
