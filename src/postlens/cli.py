@@ -7,7 +7,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -20,11 +20,12 @@ from postlens.output import write_output
 from postlens.render import FORMATS, RenderOptions, render
 from postlens.render.trace import TRACE_FORMATS, render_trace
 
+T = TypeVar("T")
 DEFAULT_LOGS = ("/var/log/mail.log", "/var/log/maillog")
 CONTEXT = {"help_option_names": ["--help"], "max_content_width": 100}
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"postlens: {message}", err=True)
     sys.exit(code)
 
@@ -161,20 +162,10 @@ def report(
         no_no_size=opts.pop("no_no_size"),
         by_host=opts.pop("by_host"),
     )
-    try:
-        show = sys.stderr.isatty() if progress is None else progress
-        result, problems = postlens.report(targets, progress=sys.stderr if show else None, **opts)
-    except PostlensError as e:
-        _fail(str(e), e.exit_code)
-        return
-    except re.error as e:
-        _fail(f"--syslog-name: not a regular expression: {e}", 2)
-        return
+    show = sys.stderr.isatty() if progress is None else progress
+    result, problems = _run(lambda: postlens.report(targets, progress=sys.stderr if show else None, **opts))
     write_output(render(result, fmt, render_opts), output)
-    for p in problems:
-        click.echo(f"postlens: {p}", err=True)
-    if problems:
-        sys.exit(EXIT_INPUT)
+    _problems(problems)
 
 
 def _many(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -222,8 +213,14 @@ def _search(run: Callable[..., Any], paths: tuple[str, ...], sample: bool, opts:
     """Call a search with the logs and options given; one line and an exit code on error."""
     for key in ("senders", "recipients", "qids", "msgids", "clients", "sasl_users"):
         opts[key] = _many(opts[key])
+    targets = _targets(paths, sample, opts.get("db"))
+    return _run(lambda: run(targets, **opts))
+
+
+def _run(call: Callable[[], T]) -> T:
+    """Run a library call; a problem it reports ends the command with one line and its exit code."""
     try:
-        return run(_targets(paths, sample, opts.get("db")), **opts)
+        return call()
     except PostlensError as e:
         _fail(str(e), e.exit_code)
     except re.error as e:
@@ -292,11 +289,7 @@ def ingest(paths: tuple[str, ...], **opts: Any) -> None:
     Run it as often as you like (from cron, say): each file is read on from where the last
     run stopped, across rotations, compression and copytruncate, and no line is stored twice.
     """
-    try:
-        result, problems = postlens.ingest(list(paths), **opts)
-    except PostlensError as e:
-        _fail(str(e), e.exit_code)
-        return
+    result, problems = _run(lambda: postlens.ingest(list(paths), **opts))
     click.echo(
         f"postlens: {result.lines} new lines from {result.files} files, {result.skipped} skipped, "
         f"{result.pruned} pruned",
@@ -310,11 +303,7 @@ def ingest(paths: tuple[str, ...], **opts: Any) -> None:
 @click.option("--db", metavar="PATH", help="The history database (default: $POSTLENS_DB or ~/.local/share).")
 def prune(older_than: str, db: str | None) -> None:
     """Remove old lines from the history database."""
-    try:
-        now = time.time()
-        age_days = (now - moment(older_than, None, "--older-than", now)) / 86400
-        removed = postlens.prune(age_days, db=db)
-    except PostlensError as e:
-        _fail(str(e), e.exit_code)
-        return
+    now = time.time()
+    age_days = _run(lambda: (now - moment(older_than, None, "--older-than", now)) / 86400)
+    removed = _run(lambda: postlens.prune(age_days, db=db))
     click.echo(f"postlens: {removed} lines removed", err=True)
