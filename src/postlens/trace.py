@@ -129,15 +129,16 @@ def _recipients(chain: list[Message]) -> tuple[list[dict[str, Any]], list[dict[s
                 "relay": d.relay, "delay": d.delay, "delays": d.delays, "dsn": d.dsn,
                 "status": d.status, "reply": d.reply,
             })  # fmt: skip
-        for row in rows.values():
-            last = row["attempts"][-1]
-            status = last["status"]
-            if status == "sent":
-                row["state"] = "forwarded" if "forwarded as " in last["reply"] else "delivered"
-            elif status == "deferred" and msg.expired is not None and last["queue_id"] == msg.qid:
-                row["state"] = "expired"
-            else:
-                row["state"] = status
+    expired = {m.qid for m in chain if m.expired is not None}
+    for row in rows.values():
+        last = row["attempts"][-1]
+        status = last["status"]
+        if status == "sent":
+            row["state"] = "forwarded" if "forwarded as " in last["reply"] else "delivered"
+        elif status == "deferred" and last["queue_id"] in expired:
+            row["state"] = "expired"
+        else:
+            row["state"] = status
     return list(rows.values()), hops
 
 
