@@ -16,6 +16,7 @@ import ipaddress
 import shutil
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -195,16 +196,9 @@ def _verdict(hit: dict[str, Any]) -> str:
     if state == "deleted":
         return "deleted from the queue by an administrator"
     if state == "mixed":
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(_count(r["state"] for r in recipients).items()))
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(Counter(r["state"] for r in recipients).items()))
         return f"{counts}{queued}"
     return "in the queue, no delivery attempt in the log"
-
-
-def _count(items: Iterator[str] | Any) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for item in items:
-        counts[item] = counts.get(item, 0) + 1
-    return counts
 
 
 def _reject_row(r: Reject) -> dict[str, Any]:
