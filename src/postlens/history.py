@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from postlens.errors import EXIT_DATABASE, InputError, PostlensError
-from postlens.lines import LineParser, YearGuess, zone
+from postlens.lines import Line, LineParser, YearGuess, zone
 from postlens.lookup import line_keys, narrowed_lines
 from postlens.sources import Source, decode_lines, expand, open_source
 
@@ -242,12 +242,16 @@ def _index_stored(store: Store) -> None:
         line = parser.parse(text)
         if line is None:
             continue
-        qid, keys = line_keys(line)
-        proc = f"{line.program}[{line.pid}]"
-        store.execute(
-            "UPDATE lines SET host = ?, proc = ?, qid = ? WHERE id = ?", (line.host, proc, qid, row_id)
-        )
-        store.insert("keys", _KEY_COLUMNS, [(k, v, line.host, proc, qid, line.ts) for k, v in keys])
+        proc, qid, keys = _lookup_rows(line)
+        store.execute(_SET_INDEX, (line.host, proc, qid, row_id))
+        store.insert("keys", _KEY_COLUMNS, keys)
+
+
+def _lookup_rows(line: Line) -> tuple[str, str | None, list[tuple[Any, ...]]]:
+    """A line's process, queue ID, and its rows for the keys table (see lookup.py)."""
+    qid, keys = line_keys(line)
+    proc = f"{line.program}[{line.pid}]"
+    return proc, qid, [(kind, value, line.host, proc, qid, line.ts) for kind, value in keys]
 
 
 def _stored_parser() -> LineParser:
@@ -308,11 +312,10 @@ def _ingest_source(db: Store, source: Source, year: int | None, tz: Any, horizon
                 if line is None or line.ts < horizon:
                     result.skipped += 1
                     continue
-                qid, found = line_keys(line)
-                proc = f"{line.program}[{line.pid}]"
+                proc, qid, found = _lookup_rows(line)
                 text = normalised(line.ts, line.host, line.program, line.pid, line.payload)
                 batch.append((line.ts, line.host, proc, qid, text))
-                keys.extend((k, v, line.host, proc, qid, line.ts) for k, v in found)
+                keys.extend(found)
                 if len(batch) >= 5000:
                     added += _store(db, batch, keys)
             added += _store(db, batch, keys)
