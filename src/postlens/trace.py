@@ -346,10 +346,13 @@ class Tracer:
     def _expire(self) -> None:
         """A loopback arrival no hop named within the link window is a message of its own."""
         horizon = self._now - LINK_WINDOW
-        for key, msg in list(self._copies.items()):
-            if msg.last_ts < horizon:
-                del self._copies[key]
-                self._keep(message_hit([msg]))
+        while self._copies:
+            # copies arrive here in the order they ended, so the oldest is first
+            key, msg = next(iter(self._copies.items()))
+            if msg.last_ts >= horizon:
+                break
+            del self._copies[key]
+            self._keep(message_hit([msg]))
 
     def finish(self) -> None:
         for msg in self._copies.values():
