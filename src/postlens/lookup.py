@@ -29,6 +29,7 @@ from postlens.lines import Line
 _KEY_RE = re.compile(r"\b(from|to|orig_to|message-id|sasl_username)=<?([^<>,;\s]+)>?")
 _CLIENT_RE = re.compile(r"(?:client=|from )[^\s\[]*\[([^\]]+)\]")
 _QUEUED_AS_RE = re.compile(r"queued as ([0-9A-Za-z]+)")
+_POLICY_RE = re.compile(r": NOQUEUE: (?:milter-)?(?:hold|discard): ")
 _KIND = {"orig_to": "to", "message-id": "msgid", "sasl_username": "sasl"}
 SESSION_WINDOW = 300.0  # seconds around an arrival in which its smtpd session's lines are read
 
@@ -109,7 +110,7 @@ def narrowed_lines(store: Any, query: Any, lo: float, hi: float) -> Iterator[str
     if lookups is None:
         return None
     qids: set[tuple[str, str]] = set()
-    noqueue: list[tuple[str, str, float]] = []
+    noqueue: set[tuple[str, str, float]] = set()
     for kind, value, subdomains in lookups:
         if kind == "qid":
             qids.update((h, value) for (h,) in store.execute(_HOSTS_OF_QID, (value,)))
@@ -124,15 +125,15 @@ def narrowed_lines(store: Any, query: Any, lo: float, hi: float) -> Iterator[str
             if qid is not None:
                 qids.add((host, qid))
             else:
-                noqueue.append((host, proc, ts))
+                noqueue.add((host, proc, ts))
     rows: dict[int, tuple[float, str]] = {}
     for host, proc, ts in noqueue:
         for row_id, line_ts, text in store.execute(_NOQUEUE_LINE, (host, proc, ts)):
             rows[row_id] = (line_ts, text)
-            # a NOQUEUE hold or discard names the message smtpd queues next in this process
-            follower = store.execute(_FOLLOWER, (host, proc, ts, ts, row_id)).fetchone()
-            if follower is not None:
-                qids.add((follower[0], follower[1]))
+            if _POLICY_RE.search(text):  # a NOQUEUE hold or discard names smtpd's next message
+                follower = store.execute(_FOLLOWER, (host, proc, ts, ts, row_id)).fetchone()
+                if follower is not None:
+                    qids.add((follower[0], follower[1]))
     _linked(store, qids)
     arrivals: list[tuple[str, str, float, int]] = []
     for host, qid in qids:
