@@ -17,6 +17,7 @@ prunes older lines on every ingest: data about people is kept no longer than nee
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sqlite3
 import time
@@ -406,25 +407,27 @@ def prune(db_path: str, older_than_days: float, now: float | None = None) -> int
         return _prune(db, now - older_than_days * 86400)
 
 
+def _bounds(since: float | None, until: float | None) -> tuple[float, float]:
+    return (-math.inf if since is None else since, math.inf if until is None else until)
+
+
+def _lines_between(db: Store, lo: float, hi: float) -> Iterator[str]:
+    for (text,) in db.stream("SELECT text FROM lines WHERE ts >= ? AND ts < ? ORDER BY ts, id", (lo, hi)):
+        yield text
+
+
 def stored_lines(db_path: str, since: float | None = None, until: float | None = None) -> Iterator[str]:
     """The stored lines in time order (normalised text), within [since, until)."""
-    lo = since if since is not None else float("-inf")
-    hi = until if until is not None else float("inf")
     with connect(db_path) as db:
-        for (text,) in db.stream("SELECT text FROM lines WHERE ts >= ? AND ts < ? ORDER BY ts, id", (lo, hi)):
-            yield text
+        yield from _lines_between(db, *_bounds(since, until))
 
 
 def _query_lines(db_path: str, query: Any) -> Iterator[str]:
     """The stored lines a trace of ``query`` needs: looked up by its keys when it has any."""
-    lo = query.since if query.since is not None else float("-inf")
-    hi = query.until if query.until is not None else float("inf")
+    lo, hi = _bounds(query.since, query.until)
     with connect(db_path) as db:
         narrowed = narrowed_lines(db, query, lo, hi)
-        if narrowed is not None:
-            yield from narrowed
-            return
-    yield from stored_lines(db_path, query.since, query.until)
+        yield from _lines_between(db, lo, hi) if narrowed is None else narrowed
 
 
 def history_records(db_path: str, query: Any) -> Any:
