@@ -49,6 +49,12 @@ _RFC5424_RE = re.compile(
 )
 
 
+def by_constructor(obj: Any, *args: Any) -> tuple[Any, ...]:
+    """``__reduce__`` of a compiled class: rebuilt by its constructor with ``args``, then
+    given its state (compiled classes pickle, for -j, only in ways they are told)."""
+    return (type(obj), args, obj.__getstate__())
+
+
 def by_fields(record: Any) -> tuple[Any, ...]:
     """``__reduce__`` of a dataclass whose ``__init__`` takes every field, in order.
 
@@ -115,8 +121,7 @@ class YearGuess:
         self.tz = tz
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # compiled classes pickle (for -j) by their constructor's arguments and state
-        return (type(self), (self.year, self.mtime, self.tz), self.__getstate__())
+        return by_constructor(self, self.year, self.mtime, self.tz)
 
     def for_month(self, month: int) -> int:
         if self.year is None:
@@ -142,15 +147,7 @@ class LineParser:
         self._month = ""
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # compiled classes pickle (for -j) by their constructor's arguments and state
-        return (
-            type(self),
-            (
-                self.years,
-                self.tz,
-            ),
-            self.__getstate__(),
-        )
+        return by_constructor(self, self.years, self.tz)
 
     def parse(self, text: str) -> Line | None:
         # fast path: a classic stamp whose minute was seen before, and a "program[pid]:" tag

@@ -46,7 +46,7 @@ from postlens.events import (
     SessionProblem,
     Tls,
 )
-from postlens.lines import by_fields
+from postlens.lines import by_constructor, by_fields
 
 # Seconds of log time a removed loopback-client message waits for a hop to name it. The
 # filter answers the hop right after re-injecting, so the link comes within its reply time.
@@ -137,8 +137,7 @@ class Message:
         self.tls = None
 
     def __reduce__(self) -> tuple[Any, ...]:
-        args = (self.host, self.instance, self.qid, self.first_ts, self.last_ts)
-        return (Message, args, self.__getstate__())
+        return by_constructor(self, self.host, self.instance, self.qid, self.first_ts, self.last_ts)
 
     @property
     def sender(self) -> str | None:
@@ -309,17 +308,7 @@ class Correlator:
     # -- feeding ---------------------------------------------------------------
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # compiled classes pickle (for -j) by their constructor's arguments and state
-        return (
-            type(self),
-            (
-                self.on_message,
-                self.on_session,
-                self.on_settled,
-                self.first,
-            ),
-            self.__getstate__(),
-        )
+        return by_constructor(self, self.on_message, self.on_session, self.on_settled, self.first)
 
     def feed(self, ev: Event) -> None:
         ts = ev.line.ts

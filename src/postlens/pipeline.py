@@ -16,7 +16,7 @@ from postlens.analyses.pflogsumm import PflogsummTotals
 from postlens.analyses.report import Report, ReportOptions
 from postlens.errors import InputError
 from postlens.events import EVENT_TYPES, EventParser, Unknown
-from postlens.lines import LineParser, YearGuess, zone
+from postlens.lines import LineParser, YearGuess, by_constructor, zone
 from postlens.messages import Correlator
 from postlens.sources import Source, expand, iter_lines, open_source
 
@@ -49,15 +49,7 @@ class Analysis:
         self._consumers = self._route()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # compiled classes pickle (for -j) by their constructor's arguments and state
-        return (
-            type(self),
-            (
-                self.settings,
-                self.correlator.first,
-            ),
-            self.__getstate__(),
-        )
+        return by_constructor(self, self.settings, self.correlator.first)
 
     def _route(self) -> dict[type, tuple[Callable[[Any], None], ...]]:
         """Which stages want which event type, decided once: most lines concern one or none."""

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from postlens.analyses import normalize as norm
 from postlens.analyses.tally import Tally
 from postlens.events import Arrival, Event, Pickup, Reject
-from postlens.lines import PFLOGSUMM_FORMATS
+from postlens.lines import PFLOGSUMM_FORMATS, by_constructor
 from postlens.messages import Message
 
 GRAND_TOTALS = (
@@ -56,8 +56,7 @@ class CommandNames:
         self._cache: dict[str, str | None] = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # compiled classes pickle (for -j) by their constructor's arguments and state
-        return (type(self), (self._syslog_name,), self.__getstate__())
+        return by_constructor(self, self._syslog_name)
 
     def cmd(self, program: str) -> str | None:
         try:

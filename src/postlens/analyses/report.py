@@ -32,7 +32,7 @@ from postlens.events import (
     Screen,
     Tls,
 )
-from postlens.lines import KIND_POSTFIX
+from postlens.lines import KIND_POSTFIX, by_constructor
 from postlens.messages import ENDED_ABORTED, ENDED_OPEN, Arrived, Message, Session, hop_target
 
 # totals counted per mail server (the host field of each line), then added up
@@ -79,8 +79,7 @@ class TimeBuckets:
         self._cache: dict[int, tuple[str, int]] = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # compiled classes pickle (for -j) by their constructor's arguments and state
-        return (type(self), (self.tz,), self.__getstate__())
+        return by_constructor(self, self.tz)
 
     def day_hour(self, quarter: int) -> tuple[str, int]:
         v = self._cache.get(quarter)
