@@ -311,6 +311,31 @@ class Sizes:
     retry_rounds: int = 0  # extra "postqueue -f" rounds: each adds one deferral per deferred rcpt
     msgs_per_connection: int = 50
     workers: int = 4  # parallel SMTP client threads
+    # Security / anomaly traffic, off by default (the scenarios above do not use it).
+    # password spray: client IP -> n; the IP fails one login each as spray001 .. sprayNNN
+    # (usernames that do not exist), PLAIN and LOGIN alternating
+    auth_spray: dict[str, int] = field(default_factory=dict)
+    # guessed password: client IP -> (n, user); the IP fails n logins as user (a real user,
+    # wrong password), then, once the log shows them, logs in as user with the right password
+    # (PLAIN) and submits one message to guessNN@accept.test. JSON lists are accepted.
+    auth_guess: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # sender volume burst: SASL user -> n extra submissions from 127.0.0.7 (PLAIN), to n
+    # distinct recipients burst001@accept.test .. burstNNN@accept.test, delivered
+    auth_burst: dict[str, int] = field(default_factory=dict)
+    # deferral storm: n extra messages to distinct recipients storm001 .. stormNNN@defer.test
+    defer_storm: int = 0
+
+    def __post_init__(self) -> None:
+        # JSON (--sizes-json, truth["sizes"]) brings lists where tuples are declared
+        self.blocked_client_ips = tuple(self.blocked_client_ips)
+        self.auth_users = tuple(self.auth_users)
+        guess: dict[str, tuple[int, str]] = {}
+        for ip, value in dict(self.auth_guess).items():
+            if not isinstance(value, (tuple, list)) or len(value) != 2:
+                raise ValueError(f"auth_guess[{ip!r}] must be (failures, username), not {value!r}")
+            n, user = value
+            guess[ip] = (int(n), str(user))
+        self.auth_guess = guess
 
     @classmethod
     def small(cls) -> Sizes:
@@ -346,16 +371,22 @@ class Sizes:
             return cls()
         if isinstance(value, Sizes):
             return value
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(value) - known
+        return cls().updated(value)
+
+    def updated(self, changes: dict[str, Any]) -> Sizes:
+        """A copy with some fields changed (e.g. from JSON); unknown names are an error."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = set(changes) - known
         if unknown:
             raise ValueError(f"unknown scenario sizes: {sorted(unknown)}")
-        return dataclasses.replace(cls(), **value)
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (lists for tuples); ``Sizes.from_any(s.to_dict()) == s``."""
         d = dataclasses.asdict(self)
         d["blocked_client_ips"] = list(self.blocked_client_ips)
         d["auth_users"] = list(self.auth_users)
+        d["auth_guess"] = {ip: [n, user] for ip, (n, user) in self.auth_guess.items()}
         return d
 
 
@@ -410,11 +441,34 @@ def build_plan(sizes: Sizes) -> Plan:
     if unknown_users:
         raise ValueError(f"auth_users must be among {LOCAL_USERS}: {sorted(unknown_users)}")
     fixed = {IP_NORMAL, IP_RELAY, IP_UNKNOWN, IP_BAD_SENDER, IP_SUBMIT}
-    for ip in (*sizes.blocked_client_ips, *sizes.auth_fail):
-        if ip in fixed or not ip.startswith("127."):
-            raise ValueError(f"{ip}: use a loopback address other than {sorted(fixed)}")
-    if set(sizes.blocked_client_ips) & set(sizes.auth_fail):
-        raise ValueError("a blocked client cannot also try to log in")
+    client_groups = {
+        "blocked_client_ips": set(sizes.blocked_client_ips),
+        "auth_fail": set(sizes.auth_fail),
+        "auth_spray": set(sizes.auth_spray),
+        "auth_guess": set(sizes.auth_guess),
+    }
+    for ips in client_groups.values():
+        for ip in ips:
+            if ip in fixed or not ip.startswith("127."):
+                raise ValueError(f"{ip}: use a loopback address other than {sorted(fixed)}")
+    kinds = list(client_groups)
+    for i, a in enumerate(kinds):
+        for b in kinds[i + 1 :]:
+            if client_groups[a] & client_groups[b]:
+                raise ValueError(f"{sorted(client_groups[a] & client_groups[b])} in both {a} and {b}")
+    for what, counts in (("auth_fail", sizes.auth_fail), ("auth_spray", sizes.auth_spray),
+                         ("auth_burst", sizes.auth_burst)):  # fmt: skip
+        for key, n in counts.items():
+            if not isinstance(n, int) or n < 0:
+                raise ValueError(f"{what}[{key!r}]: a count >= 0, not {n!r}")
+    for ip, (n, user) in sizes.auth_guess.items():
+        if n < 1 or user not in LOCAL_USERS:
+            raise ValueError(f"auth_guess[{ip!r}]: (failures >= 1, one of {LOCAL_USERS}), not {(n, user)}")
+    bad_burst = set(sizes.auth_burst) - set(LOCAL_USERS)
+    if bad_burst:
+        raise ValueError(f"auth_burst users must be among {LOCAL_USERS}: {sorted(bad_burst)}")
+    if sizes.defer_storm < 0:
+        raise ValueError(f"defer_storm: a count >= 0, not {sizes.defer_storm}")
     msgs: list[Msg] = []
     counter = Counter()
 
@@ -516,6 +570,28 @@ def build_plan(sizes: Sizes) -> Plan:
                 ip=IP_SUBMIT,
                 auth=(user, SASL_PASSWORD, method),
             )
+    # security / anomaly traffic (empty by default), after everything else: the plan of the
+    # standard scenarios is unchanged
+    for g_i, (ip, (_n, user)) in enumerate(sizes.auth_guess.items()):
+        # sent only once the log shows the n failed logins from ip (see _send_main)
+        add(
+            "auth_guess",
+            f"{user}@{LOCAL_DOMAIN}",
+            {f"guess{g_i:02d}@accept.test": DELIVERED},
+            ip=ip,
+            auth=(user, SASL_PASSWORD, "PLAIN"),
+        )
+    for user, n in sizes.auth_burst.items():
+        for k in range(1, n + 1):
+            add(
+                "auth_burst",
+                f"{user}@{LOCAL_DOMAIN}",
+                {f"burst{k:03d}@accept.test": DELIVERED},
+                ip=IP_SUBMIT,
+                auth=(user, SASL_PASSWORD, "PLAIN"),
+            )
+    for k in range(1, sizes.defer_storm + 1):
+        add("defer_storm", notice_sender(k), {f"storm{k:03d}@defer.test": DEFERRED})
 
     relay = [(ext_sender(i), f"victim{i % 5}@outside.example") for i in range(sizes.relay_denied)]
     unknown = [(ext_sender(i), f"nobody{i % 6}@{LOCAL_DOMAIN}") for i in range(sizes.unknown_local)]
@@ -527,6 +603,12 @@ def build_plan(sizes: Sizes) -> Plan:
         names = brute_names if ip_i == 0 else (("bob",), ("guest", "webmaster"), ("sales",))[(ip_i - 1) % 3]
         for k in range(count):
             failures.append((ip, names[k % len(names)], ("PLAIN", "LOGIN")[k % 2]))
+    for ip, count in sizes.auth_spray.items():
+        for k in range(count):
+            failures.append((ip, f"spray{k + 1:03d}", ("PLAIN", "LOGIN")[k % 2]))
+    for ip, (count, user) in sizes.auth_guess.items():
+        for k in range(count):
+            failures.append((ip, user, ("PLAIN", "LOGIN")[k % 2]))
     return Plan(msgs, relay, unknown, blocked, bad_senders, failures, sizes)
 
 
@@ -650,6 +732,8 @@ def compute_truth(plan: Plan) -> dict[str, Any]:
         "rejects_by_client": dict(sorted(by_client.items())),
         "auth_failures": auth_block(plan.auth_failures),
         "auth_successes": auth_block(successes),
+        "auth_guessed": {ip: user for ip, (_n, user) in sorted(sizes.auth_guess.items())},
+        "auth_burst": {u: n for u, n in sorted(sizes.auth_burst.items()) if n},
         "received_by_source": dict(sorted(received_by.items())),
         "filter_hops": filter_hops,
         "queue_at_end": {"deferred": queue_deferred, "hold": queue_hold},
@@ -776,10 +860,15 @@ def _stop_live_labs() -> None:
 
 
 STATUS_RE = re.compile(r" status=(sent|deferred|bounced|expired)\b")
+SASL_FAIL_RE = re.compile(r"\]: warning: [^\[\s]*\[([\d.]+)\]: SASL \S+ authentication failed: ")
+SASL_OK_RE = re.compile(r"\]: [0-9A-F]+: client=[^,]*, sasl_method=\S+, sasl_username=(\S+)$")
 
 
 class LogCounter:
-    """Counts delivery statuses in a growing log file (complete lines only)."""
+    """Counts delivery statuses in a growing log file (complete lines only).
+
+    Also SASL: "sasl_fail" and "sasl_fail IP" (failed logins), "sasl_ok" and "sasl_ok USER"
+    (messages with sasl_username=)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -806,6 +895,12 @@ class LogCounter:
                 self.counts[m.group(1)] += 1
             elif "sender non-delivery notification: " in line:
                 self.counts["notice"] += 1
+            elif m := SASL_FAIL_RE.search(line):
+                self.counts["sasl_fail"] += 1
+                self.counts[f"sasl_fail {m.group(1)}"] += 1
+            elif m := SASL_OK_RE.search(line):
+                self.counts["sasl_ok"] += 1
+                self.counts[f"sasl_ok {m.group(1)}"] += 1
             elif "reload -- version" in line:
                 self.counts["reload"] += 1
             elif "daemon started -- version" in line:
@@ -1563,10 +1658,13 @@ AUTH_FAILURES_PER_CONNECTION = 4
 AUTH_WORKERS = 40
 
 
-def _send_main(lab: Lab, plan: Plan, msgs: list[Msg]) -> None:
-    """Send the main phase: messages, rejects and failed logins, all concurrently."""
+def _send_main(lab: Lab, plan: Plan, msgs: list[Msg], timeout: float = 60) -> None:
+    """Send the main phase: messages, rejects and failed logins, all concurrently; then the
+    guessed-password logins (auth_guess), once the log shows their IPs' failed logins."""
     sizes = plan.sizes
     jobs, auth_jobs = _reject_and_auth_jobs(lab, plan)
+    guessed = [m for m in msgs if m.category == "auth_guess"]
+    msgs = [m for m in msgs if m.category != "auth_guess"]
     with ThreadPoolExecutor(max_workers=AUTH_WORKERS) as auth_pool:
         auth_futures = [auth_pool.submit(fn, *args) for fn, args in auth_jobs]
         _send_all(lab, plan, msgs, sizes.workers, sizes.msgs_per_connection)
@@ -1575,6 +1673,17 @@ def _send_main(lab: Lab, plan: Plan, msgs: list[Msg]) -> None:
                 f.result()
         for f in auth_futures:
             f.result()
+    if guessed:
+        # the failures must be in the log before the successful login from the same IP
+        fails = Counter(ip for ip, _u, _m in plan.auth_failures)
+        want = {f"sasl_fail {m.ip}": fails[m.ip] for m in guessed}
+        lab.wait_log(
+            lambda c: all(c[k] >= n for k, n in want.items()),
+            "the failed logins before the guessed ones",
+            timeout,
+        )
+        for m in guessed:
+            lab.send_batch([m])
 
 
 def run_scenario(
@@ -1635,7 +1744,7 @@ def run_scenario(
             lab.wait_log(_reached(expected), f"{n} expired messages and their notices", budget)
             lab.postconf(maximal_queue_lifetime="5d", bounce_queue_lifetime="5d")
             lab.reload()
-        _send_main(lab, plan, main_msgs)
+        _send_main(lab, plan, main_msgs, budget)
         expected = Counter(
             {
                 "sent": truth["delivered"] + truth["filter_hops"],
@@ -1643,8 +1752,12 @@ def run_scenario(
                 "bounced": truth["bounced"],
                 "expired": truth["expired"],
                 "notice": truth["notifications"],
+                "sasl_fail": truth["auth_failures"]["total"],
+                "sasl_ok": truth["auth_successes"]["total"],
             }
         )
+        expected.update({f"sasl_fail {ip}": n for ip, n in truth["auth_failures"]["by_ip"].items()})
+        expected.update({f"sasl_ok {u}": n for u, n in truth["auth_successes"]["by_username"].items()})
         lab.wait_log(_reached(expected), "the planned delivery results", budget)
         for _ in range(sizes.retry_rounds):
             expected["deferred"] += _deferred_rcpts(plan)
@@ -1847,7 +1960,7 @@ def _main(argv: list[str] | None = None) -> int:
     ns = ap.parse_args(argv)
     sizes = getattr(Sizes, ns.size)()
     if ns.sizes_json:
-        sizes = dataclasses.replace(sizes, **json.loads(ns.sizes_json))
+        sizes = sizes.updated(json.loads(ns.sizes_json))
     res = run_scenario(sizes, ns.log_format, ns.faketime, workdir=ns.workdir, verbose=ns.verbose)
     print(json.dumps(res.to_dict(), indent=1))
     print(json.dumps(res.truth, indent=1))

@@ -186,6 +186,96 @@ def test_parse_faketime_start_at_becomes_a_shared_offset() -> None:
     assert postfixlab.parse_faketime("-30d") == "-30d"
 
 
+SECURITY_SIZES = {
+    "auth_spray": {"127.0.0.14": 12},
+    "auth_guess": {"127.0.0.15": (4, "alice")},
+    "auth_burst": {"bob": 15},
+    "defer_storm": 10,
+}
+
+
+def security_sizes() -> postfixlab.Sizes:
+    """The tiny scenario plus the security / anomaly traffic kinds."""
+    return postfixlab.Sizes.from_any({**postfixlab.Sizes.tiny().to_dict(), **SECURITY_SIZES})
+
+
+def test_security_kinds_are_off_by_default() -> None:
+    for make in (postfixlab.Sizes.small, postfixlab.Sizes.tiny, postfixlab.Sizes.large):
+        sizes = make()
+        assert (sizes.auth_spray, sizes.auth_guess, sizes.auth_burst, sizes.defer_storm) == ({}, {}, {}, 0)
+        plan = postfixlab.build_plan(sizes)
+        cats = {m.category for m in plan.messages}
+        assert not cats & {"auth_guess", "auth_burst", "defer_storm"}
+        truth = postfixlab.compute_truth(plan)
+        assert truth["auth_guessed"] == {} and truth["auth_burst"] == {}
+
+
+def test_sizes_json_round_trip() -> None:
+    sizes = security_sizes()
+    again = postfixlab.Sizes.from_any(json.loads(json.dumps(sizes.to_dict())))
+    assert again == sizes
+    assert again.auth_guess == {"127.0.0.15": (4, "alice")}  # a JSON list becomes a tuple again
+    assert again.blocked_client_ips == ("127.0.0.2", "127.0.0.3")
+    assert postfixlab.Sizes.tiny().updated({"auth_guess": {"127.0.0.16": [2, "bob"]}}).auth_guess == {
+        "127.0.0.16": (2, "bob")
+    }
+    large = postfixlab.Sizes.large()
+    assert postfixlab.Sizes.from_any(json.loads(json.dumps(large.to_dict()))) == large
+    with pytest.raises(ValueError, match="unknown scenario sizes"):
+        postfixlab.Sizes.tiny().updated({"auth_sprya": {}})
+    with pytest.raises(ValueError, match="failures, username"):
+        postfixlab.Sizes(auth_guess={"127.0.0.15": "alice"})  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"auth_spray": {"127.0.0.10": 3}},  # also in auth_fail
+        {"auth_spray": {"127.0.0.2": 3}},  # a blocked client
+        {"auth_spray": {"127.0.0.14": 1}, "auth_guess": {"127.0.0.14": (1, "bob")}},
+        {"auth_guess": {"127.0.0.11": (1, "bob")}},  # also in auth_fail
+        {"auth_guess": {"127.0.0.15": (2, "mallory")}},  # cannot succeed: no such user
+        {"auth_guess": {"127.0.0.15": (0, "bob")}},
+        {"auth_spray": {"127.0.0.7": 3}},  # a fixed client
+        {"auth_burst": {"eve": 3}},
+        {"defer_storm": -1},
+    ],
+)
+def test_security_sizes_are_validated(changes: dict) -> None:
+    with pytest.raises(ValueError):
+        postfixlab.build_plan(postfixlab.Sizes.tiny().updated(changes))
+
+
+def test_security_truth_is_internally_consistent() -> None:
+    sizes = security_sizes()
+    base = postfixlab.compute_truth(postfixlab.build_plan(postfixlab.Sizes.tiny()))
+    truth = postfixlab.compute_truth(postfixlab.build_plan(sizes))
+    json.dumps(truth)
+    fails, oks = truth["auth_failures"], truth["auth_successes"]
+    for block in (fails, oks):
+        for key in ("by_ip", "by_username", "by_method"):
+            assert sum(block[key].values()) == block["total"]
+    assert fails["by_ip"]["127.0.0.14"] == 12
+    assert sum(1 for u in fails["by_username"] if u.startswith("spray")) == 12
+    assert fails["by_ip"]["127.0.0.15"] == 4
+    assert fails["total"] == base["auth_failures"]["total"] + 12 + 4
+    assert truth["auth_guessed"] == {"127.0.0.15": "alice"}
+    assert oks["by_ip"]["127.0.0.15"] == 1
+    assert truth["auth_burst"] == {"bob": 15}
+    assert oks["by_username"]["bob"] == base["auth_successes"]["by_username"]["bob"] + 15
+    assert oks["total"] == base["auth_successes"]["total"] + 1 + 15
+    # one guessed message and 15 burst messages delivered to accept.test, 10 storm deferrals
+    assert truth["received"] == base["received"] + 1 + 15 + 10
+    assert truth["delivered"] == base["delivered"] + 1 + 15
+    accepted, accepted0 = truth["per_domain"]["accept.test"], base["per_domain"]["accept.test"]
+    assert accepted["delivered"] == accepted0["delivered"] + 16
+    d, d0 = truth["per_domain"]["defer.test"], base["per_domain"]["defer.test"]
+    assert (d["deferred"], d["deferred_messages"]) == (d0["deferred"] + 10, d0["deferred_messages"] + 10)
+    assert truth["deferrals"] == base["deferrals"] + 10
+    assert truth["queue_at_end"]["deferred"] == base["queue_at_end"]["deferred"] + 10
+    assert truth["recipients"] == base["recipients"] + 1 + 15 + 10
+
+
 # --------------------------------------------------------------------------------------------
 # the lab
 
@@ -213,6 +303,10 @@ def test_syslog_is_classic_rsyslog_format(lab_small_syslog: postfixlab.LabResult
 
 
 def test_postqueue_snapshot_lists_the_deferred_mail(lab: postfixlab.LabResult) -> None:
+    check_postqueue_snapshot(lab)
+
+
+def check_postqueue_snapshot(lab: postfixlab.LabResult) -> None:
     entries = [json.loads(x) for x in lab.postqueue_path.read_text().splitlines()]
     queues = Counter(e["queue_name"] for e in entries)
     want = lab.truth["queue_at_end"]
@@ -226,6 +320,10 @@ def test_postqueue_snapshot_lists_the_deferred_mail(lab: postfixlab.LabResult) -
 
 
 def test_truth_matches_the_log(lab: postfixlab.LabResult) -> None:
+    check_truth_matches_the_log(lab)
+
+
+def check_truth_matches_the_log(lab: postfixlab.LabResult) -> None:
     t, c = lab.truth, log_counts(lab.log_path)
     assert c["received"] == t["received"]
     assert c["status"]["sent"] == t["delivered"]
@@ -244,6 +342,10 @@ def test_truth_matches_the_log(lab: postfixlab.LabResult) -> None:
 
 
 def test_per_domain_truth_matches_the_log(lab: postfixlab.LabResult) -> None:
+    check_per_domain_truth(lab)
+
+
+def check_per_domain_truth(lab: postfixlab.LabResult) -> None:
     c = log_counts(lab.log_path)
     for domain, want in lab.truth["per_domain"].items():
         got = c["per_domain"].get(domain, Counter())
@@ -252,6 +354,10 @@ def test_per_domain_truth_matches_the_log(lab: postfixlab.LabResult) -> None:
 
 
 def test_auth_truth_matches_the_log(lab: postfixlab.LabResult) -> None:
+    check_auth_truth(lab)
+
+
+def check_auth_truth(lab: postfixlab.LabResult) -> None:
     c = log_counts(lab.log_path)
     fails, oks = lab.truth["auth_failures"], lab.truth["auth_successes"]
     assert len(c["sasl_fail"]) == fails["total"]
@@ -351,6 +457,83 @@ def test_syslog_with_an_existing_dev_log_uses_a_private_mount_namespace(lab_runn
                     os.unlink("/dev/log")
     assert "postfix/smtpd" in res.log_path.read_text()
     assert not [m for m in received if b"postfix/" in m], "Postfix logged to the system /dev/log"
+
+
+SASL_FAIL_LINE_RE = re.compile(
+    r"^warning: [^\[\s]*\[([\d.]+)\]: SASL (\S+) authentication failed: .*, sasl_username=(\S+)$"
+)
+SASL_OK_LINE_RE = re.compile(
+    rf"^({QID}): client=[^\[\s]*\[([\d.]+)\], sasl_method=(\S+), sasl_username=(\S+)$"
+)
+
+
+def test_security_traffic_matches_the_log(lab_runner) -> None:
+    """Password spray, a guessed password, a sender burst and a deferral storm, on top of
+    the tiny scenario; the truth is exact and the log shows each pattern."""
+    sizes = security_sizes()
+    res = lab_runner("lab-security", sizes, "syslog")
+    t = res.truth
+    # everything the standard checks cover still holds with the new traffic
+    check_truth_matches_the_log(res)
+    check_per_domain_truth(res)
+    check_auth_truth(res)
+    check_postqueue_snapshot(res)
+    got, want = postfixlab.run_pflogsumm(res.log_path), pflogsumm_expected(t)
+    assert {k: got[k] for k in want} == want
+
+    fails: list[tuple[int, str, str]] = []  # (line number, ip, username)
+    oks: list[tuple[int, str, str, str]] = []  # (line number, queue ID, ip, username)
+    sent_to: dict[str, list[str]] = {}  # queue ID -> recipients with status=sent
+    deferred_to: list[str] = []
+    for n, (_host, _prog, payload) in enumerate(read_log(res.log_path)):
+        if m := SASL_FAIL_LINE_RE.match(payload):
+            fails.append((n, m.group(1), m.group(3)))
+        elif m := SASL_OK_LINE_RE.match(payload):
+            oks.append((n, m.group(1), m.group(2), m.group(4)))
+        elif m := STATUS_RE.match(payload):
+            qid, rcpt, status, rest = m.groups()
+            if status == "sent" and "queued as " not in rest:
+                sent_to.setdefault(qid, []).append(rcpt)
+            elif status == "deferred":
+                deferred_to.append(rcpt)
+
+    # password spray: one failure per distinct username, nothing else from the IP
+    for ip, n in sizes.auth_spray.items():
+        names = [u for _n, i, u in fails if i == ip]
+        assert len(names) == n == t["auth_failures"]["by_ip"][ip]
+        assert len(set(names)) == n
+        assert set(names) == {f"spray{k:03d}" for k in range(1, n + 1)}
+        assert not [o for o in oks if o[2] == ip]
+
+    # guessed password: N failures for one user, then a login as that user and a message
+    assert t["auth_guessed"] == {ip: user for ip, (_n, user) in sizes.auth_guess.items()}
+    for ip, (n, user) in sizes.auth_guess.items():
+        mine = [(line, u) for line, i, u in fails if i == ip]
+        assert [u for _line, u in mine] == [user] * n
+        success = [o for o in oks if o[2] == ip]
+        assert len(success) == 1 and success[0][3] == user
+        ok_line, qid = success[0][0], success[0][1]
+        assert max(line for line, _u in mine) < ok_line, "the failures come before the success"
+        assert [r.rsplit("@", 1)[1] for r in sent_to[qid]] == ["accept.test"]
+
+    # sender burst: the user's submissions from 127.0.0.7, to n distinct burst recipients
+    qid_user = {qid: u for _line, qid, ip, u in oks if ip == postfixlab.IP_SUBMIT}
+    planned_ok = Counter({u: sizes.auth_ok_per_user for u in sizes.auth_users})
+    assert t["auth_burst"] == sizes.auth_burst
+    for user, n in sizes.auth_burst.items():
+        assert Counter(qid_user.values())[user] == planned_ok[user] + n
+        qids = [q for q, u in qid_user.items() if u == user]
+        burst = [r for q in qids for r in sent_to.get(q, []) if r.startswith("burst")]
+        assert len(burst) == len(set(burst)) == n
+        assert all(r.endswith("@accept.test") for r in burst)
+
+    # deferral storm: one deferral per distinct storm recipient at defer.test (no retries)
+    storm = [r for r in deferred_to if r.startswith("storm")]
+    assert len(storm) == len(set(storm)) == sizes.defer_storm
+    assert all(r.endswith("@defer.test") for r in storm)
+    planned_defer = t["per_domain"]["defer.test"]["deferred"]
+    assert sum(1 for r in deferred_to if r.endswith("@defer.test")) == planned_defer
+    print(f"\n[postfixlab] security scenario: {res.seconds}s")
 
 
 def test_make_bench_log_keeps_a_valid_log(lab_small_syslog: postfixlab.LabResult, tmp_path: Path) -> None:
