@@ -39,5 +39,10 @@ def output_file(path: str | None) -> Iterator[TextIO]:
         yield sys.stdout
         sys.stdout.flush()
         return
+    if os.path.exists(path) and not os.path.isfile(path):
+        # a device or a pipe (/dev/stdout, a FIFO): replacing it with a file would break it
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            yield f
+        return
     with output_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         yield f

@@ -1,7 +1,9 @@
 import gzip
 import json
 import os
+import stat
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,20 @@ def test_stdin_and_output_file(tmp_path: Path) -> None:
     assert json.loads(out.read_text())["totals"]["delivered"] == 5
     assert oct(out.stat().st_mode & 0o777) != oct(0o600)
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_output_to_a_pipe_writes_into_it_and_leaves_it_a_pipe(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    r = run("--format", "json", "-o", str(fifo), str(MIXED))
+    reader.join(timeout=30)
+    assert r.exit_code == 0, r.output
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert json.loads(got[0])["totals"]["delivered"] == 5
+    assert [p.name for p in tmp_path.iterdir()] == ["pipe"]
 
 
 def test_bad_inputs_exit_2_and_good_ones_still_count(tmp_path: Path) -> None:
