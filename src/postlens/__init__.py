@@ -6,13 +6,20 @@ The library API mirrors the command line: ``postlens.report(paths, ...)`` is wha
 
 from __future__ import annotations
 
+import io
 import math
+import time
+from collections.abc import Sequence
 from datetime import tzinfo
 from importlib import resources
 from typing import Any, TextIO
 
 from postlens import history
+from postlens.analyses.anomalies import DAY, AnomaliesOptions
+from postlens.analyses.problems import ProblemsOptions
+from postlens.analyses.reasons import Rules
 from postlens.analyses.report import ReportOptions
+from postlens.analyses.security import SecurityOptions
 from postlens.dates import moment, period
 from postlens.errors import InputError, PostlensError, UsageError
 from postlens.export import export as export_rows
@@ -29,15 +36,20 @@ ENGINES = ("local", "dask")
 __all__ = [
     "TRACE_STATUSES",
     "Analysis",
+    "AnomaliesOptions",
     "InputError",
     "PostlensError",
     "ReportOptions",
+    "SecurityOptions",
     "Settings",
     "UsageError",
     "__version__",
+    "anomalies",
     "compiled",
+    "problems",
     "report",
     "sample_log",
+    "security",
     "trace",
 ]  # fmt: skip
 
@@ -80,14 +92,7 @@ def report(
     default one); ``since``/``until`` (``30d``, ISO 8601) narrow the period like ``date``.
     With ``progress`` (a terminal, usually standard error), a progress line is kept there.
     """
-    zone_ = _zone(tz)
-    start = end = None
-    if date:
-        start, end = period(date, zone_)
-    if since:
-        start = max(start or -math.inf, moment(since, zone_, "--since"))
-    if until:
-        end = min(end or math.inf, moment(until, zone_, "--until"))
+    start, end = _period(date, since, until, tz)
     settings = Settings(
         year=year,
         tz=tz,
@@ -96,6 +101,151 @@ def report(
         end=end,
         report=ReportOptions(verp_mung=verp_mung, ignore_case=ignore_case, rej_add_from=rej_add_from),
     )
+    return _read(paths, settings, jobs, engine, scheduler, progress, db)
+
+
+def problems(
+    paths: list[str],
+    *,
+    rules: str | None = None,
+    date: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    **reading: Any,
+) -> tuple[dict[str, Any], list[InputError]]:
+    """Why mail fails: every deferral, bounce, expiry and reject put into a reason, ranked
+    (docs/problems.md). With a period, the period of the same length before it is read
+    too, for the trend. ``reading`` takes report()'s options on how to read the logs."""
+    start, end = _period(date, since, until, reading.get("tz"))
+    options = ProblemsOptions(rules=rules, start=start, end=end)
+    Rules.load(rules)  # a bad rule file is said before any log is read
+    if start is not None:
+        start -= (end if end is not None else time.time()) - start
+    return _view("problems", options, paths, start, end, reading)
+
+
+def security(
+    paths: list[str],
+    *,
+    options: SecurityOptions | None = None,
+    date: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    **reading: Any,
+) -> tuple[dict[str, Any], list[InputError]]:
+    """Who is attacking: failed logins, sprays, guessed passwords, compromised senders
+    and floods (docs/security.md)."""
+    start, end = _period(date, since, until, reading.get("tz"))
+    return _view("security", options or SecurityOptions(), paths, start, end, reading)
+
+
+def anomalies(
+    paths: list[str],
+    *,
+    options: AnomaliesOptions | None = None,
+    date: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    **reading: Any,
+) -> tuple[dict[str, Any], list[InputError]]:
+    """Spikes, drops and silences against the same hours of earlier days, and the weekly
+    pattern (docs/anomalies.md). With a period, ``baseline_days`` before it are read too."""
+    options = options or AnomaliesOptions()
+    if DAY % options.step:
+        raise UsageError(f"--step: {options.step} seconds does not divide a day")
+    start, end = _period(date, since, until, reading.get("tz"))
+    options.start = start
+    if start is not None:
+        start -= options.baseline_days * DAY
+    return _view("anomalies", options, paths, start, end, reading)
+
+
+def render_blocklist(entries: list[tuple[str, str]], fmt: str, *, allow: Sequence[str] = ()) -> str:
+    """The (ip, reason) ``entries`` as a blocklist in ``fmt`` (docs/blocklists.md); nothing
+    inside an ``allow`` network is written."""
+    from postlens.blocklist import write_blocklist
+
+    out = io.StringIO()
+    try:
+        write_blocklist(entries, fmt, out, allow=allow)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    return out.getvalue()
+
+
+def check_rbl(
+    ips: Sequence[str],
+    *,
+    zones: Sequence[str] | None = None,
+    nameserver: str | None = None,
+    timeout: float = 3.0,
+) -> list[Any]:
+    """Whether DNS blocklists list our ``ips``: one ``rbl.Listing`` per address and zone.
+    ``nameserver`` is ``IP`` or ``IP:PORT`` (default: the system's resolver)."""
+    from postlens import rbl
+
+    port = 53
+    if nameserver and nameserver.count(":") == 1:
+        nameserver, _, number = nameserver.partition(":")
+        if not number.isdigit():
+            raise UsageError(f"--nameserver: {number!r} is not a port")
+        port = int(number)
+    try:
+        return rbl.check(ips, zones or rbl.DEFAULT_ZONES, nameserver=nameserver, port=port, timeout=timeout)
+    except ValueError as e:
+        raise UsageError(f"--check-rbl: {e}") from e
+
+
+def _view(
+    name: str, options: Any, paths: list[str], start: float | None, end: float | None, reading: dict[str, Any]
+) -> tuple[dict[str, Any], list[InputError]]:
+    """Read the logs for the analysis ``name`` (analyses/views.py) and return its result,
+    with the report's coverage and inputs beside it."""
+    settings = Settings(
+        year=reading.pop("year", None),
+        tz=reading.get("tz"),
+        syslog_name=reading.pop("syslog_name", None),
+        start=start,
+        end=end,
+        views={name: options},
+    )
+    reading.pop("tz", None)
+    result, failed = _read(paths, settings, **reading)
+    out = result[name]
+    out["coverage"] = result["coverage"]
+    out["inputs"] = result.get("inputs", [])
+    out["period"] = {
+        **out.get("period", {}),
+        "first_line": result["period"]["first"],
+        "last_line": result["period"]["last"],
+    }
+    return out, failed
+
+
+def _period(
+    date: str | None, since: str | None, until: str | None, tz: str | None
+) -> tuple[float | None, float | None]:
+    """[start, end) from -d, --since and --until; None where open."""
+    zone_ = _zone(tz)
+    start = end = None
+    if date:
+        start, end = period(date, zone_)
+    if since:
+        start = max(start or -math.inf, moment(since, zone_, "--since"))
+    if until:
+        end = min(end or math.inf, moment(until, zone_, "--until"))
+    return start, end
+
+
+def _read(
+    paths: list[str],
+    settings: Settings,
+    jobs: int = 1,
+    engine: str = "local",
+    scheduler: str | None = None,
+    progress: TextIO | None = None,
+    db: str | None = None,
+) -> tuple[dict[str, Any], list[InputError]]:
     target = _history(db)
     if target is not None:
         return history.report_from(target, settings)

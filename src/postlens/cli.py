@@ -12,16 +12,21 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 import postlens
-from postlens.dates import moment
-from postlens.errors import EXIT_INPUT, EXIT_NO_MATCH, EXIT_USAGE, PostlensError
+from postlens import config
+from postlens.blocklist import FORMATS as BLOCKLIST_FORMATS
+from postlens.dates import duration, moment
+from postlens.errors import EXIT_INPUT, EXIT_LISTED, EXIT_NO_MATCH, EXIT_USAGE, PostlensError
 from postlens.export import EXPORT_FORMATS, TABLES
 from postlens.history import DEFAULT_KEEP_DAYS
 from postlens.output import write_output
 from postlens.render import FORMATS, RenderOptions, render
+from postlens.render.diagnose import DIAGNOSE_FORMATS, render_diagnosis, render_listings
 from postlens.render.trace import TRACE_FORMATS, render_trace
 
 T = TypeVar("T")
 DEFAULT_LOGS = ("/var/log/mail.log", "/var/log/maillog")
+# networks a blocklist never names unless the config's [security] allow says otherwise
+DEFAULT_ALLOW = ("127.0.0.0/8", "::1/128")
 CONTEXT = {"help_option_names": ["--help"], "max_content_width": 100}
 
 
@@ -307,3 +312,212 @@ def prune(older_than: str, db: str | None) -> None:
     age_days = _run(lambda: (now - moment(older_than, None, "--older-than", now)) / 86400)
     removed = _run(lambda: postlens.prune(age_days, db=db))
     click.echo(f"postlens: {removed} lines removed", err=True)
+
+
+_READING_OPTIONS = (
+    click.option(
+        "-d", "--date", "date", metavar="DAY[..DAY]", help="Only this period: today, yesterday, 2026-11-27."
+    ),
+    click.option("--since", metavar="TIME", help="Only from this time: 30d, 2h or 2026-11-01T00:00."),
+    click.option("--until", metavar="TIME", help="Only before this time."),
+    click.option(
+        "--year", type=int, help="Year of the first line for stamps without one (default: file time)."
+    ),
+    click.option("--tz", metavar="ZONE", help="Zone of stamps without one (default: local)."),
+    click.option("--syslog-name", metavar="REGEX", help="A custom syslog_name, as a regular expression."),
+    click.option(
+        "-j",
+        "--jobs",
+        type=click.IntRange(1),
+        default=os.cpu_count() or 1,
+        show_default="all cores",
+        help="Processes to read with; any number gives the same answer.",
+    ),
+    click.option(
+        "--engine",
+        type=click.Choice(postlens.ENGINES),
+        default="local",
+        show_default=True,
+        help="Where chunks are read: worker processes here, or a Dask cluster.",
+    ),
+    click.option("--scheduler", metavar="ADDRESS", help="The Dask scheduler (default: a local cluster)."),
+    _DB_OPTION,
+    click.option("--sample", is_flag=True, help="Read the bundled sample log."),
+    click.option("--format", "fmt", type=click.Choice(DIAGNOSE_FORMATS), default="text", show_default=True),
+    click.option(
+        "-o", "--output", metavar="FILE", help="Write here (whole or not at all) instead of stdout."
+    ),
+    click.option("--top", type=click.IntRange(0), default=10, show_default=True, help="Rows per table."),
+    click.option("--config", "config_path", metavar="FILE", help="The settings file (docs/config.md)."),
+)
+
+
+def _reading_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options problems, security and anomalies share: which logs and period, how to read."""
+    for option in reversed(_READING_OPTIONS):
+        command = option(command)
+    return click.argument("paths", nargs=-1)(command)
+
+
+def _diagnose(
+    kind: str, run: Callable[..., Any], paths: tuple[str, ...], opts: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    """Run one of the diagnosing analyses over the logs and write its rendering."""
+    fmt, output, top, sample = opts.pop("fmt"), opts.pop("output"), opts.pop("top"), opts.pop("sample")
+    targets = _targets(paths, sample, opts["db"])
+    result, problems = _run(lambda: run(targets, **opts, **extra))
+    write_output(render_diagnosis(kind, result, fmt, top), output)
+    _problems(problems)
+    return result
+
+
+def _length(text: str, option: str) -> int:
+    return _run(lambda: duration(text, option))
+
+
+def _settings(path: str | None, name: str) -> dict[str, Any]:
+    return _run(lambda: config.section(config.load(path), name))
+
+
+@main.command(context_settings=CONTEXT)
+@_reading_options
+@click.option("--rules", metavar="FILE", help="Your own reason rules, tried before the shipped ones.")
+def problems(paths: tuple[str, ...], config_path: str | None, rules: str | None, **opts: Any) -> None:
+    """Why mail fails: every deferral, bounce, expiry and reject, put into a reason and
+    ranked by the messages it hit, with what to do about it (docs/problems.md)."""
+    rules = rules or _settings(config_path, "problems").get("rules")
+    _diagnose("problems", postlens.problems, paths, opts, rules=rules)
+
+
+_SECURITY_NUMBERS = (
+    ("brute_force", "failed logins from one IP within --window that make a brute force"),
+    ("spray_usernames", "usernames tried by one IP that make a password spray"),
+    ("spray_ips", "addresses one username failed from that make a distributed attack"),
+    ("guess_failures", "failures before a successful login from the same IP"),
+    ("burst_min", "messages in an hour a sender must reach to be a burst"),
+    ("many_ips", "addresses a sender uses within an hour that are suspicious"),
+    ("flood_min", "messages in an hour to one recipient that make a flood"),
+)
+
+
+def _security_options(command: Callable[..., None]) -> Callable[..., None]:
+    for name, text in reversed(_SECURITY_NUMBERS):
+        default = getattr(postlens.SecurityOptions(), name)
+        command = click.option(
+            "--" + name.replace("_", "-"), type=click.IntRange(1), metavar="N", help=f"{text} [{default}]"
+        )(command)
+    return command
+
+
+@main.command(context_settings=CONTEXT)
+@_reading_options
+@click.option("--window", metavar="TIME", help="Window for brute force, like 10m.  [10m]")
+@_security_options
+@click.option(
+    "--burst-factor", type=click.FloatRange(1), metavar="X", help="Times a sender's usual hour.  [5]"
+)
+@click.option(
+    "--blocklist",
+    type=click.Choice(BLOCKLIST_FORMATS),
+    help="Write the attacking IPs in this format instead of the report.",
+)
+@click.option(
+    "--allow", "allow", multiple=True, metavar="NET", help="Never block these networks (repeatable)."
+)
+@click.option("--check-rbl", is_flag=True, help="Ask DNS blocklists about our own IPs (given as arguments).")
+@click.option("--zone", "zones", multiple=True, metavar="ZONE", help="A DNS blocklist to ask (repeatable).")
+@click.option(
+    "--nameserver", metavar="IP[:PORT]", help="The resolver for --check-rbl (default: the system's)."
+)
+def security(paths: tuple[str, ...], config_path: str | None, **opts: Any) -> None:
+    """Who is attacking: failed logins by IP, subnet, username and method; brute force,
+    password sprays, guessed passwords; compromised senders and mail floods (docs/security.md).
+
+    With --blocklist, the attacking IPs as a plain list, a Postfix access or cidr table, or
+    an nftables set. With --check-rbl, PATHS are our own IP addresses to look up instead.
+    """
+    conf = _settings(config_path, "security")
+    if opts.pop("check_rbl"):
+        _check_rbl(paths, opts, conf, _settings(config_path, "rbl"))
+        return
+    options = postlens.SecurityOptions()
+    for name, _ in (*_SECURITY_NUMBERS, ("burst_factor", "")):
+        value = opts.pop(name)
+        value = conf.get(name) if value is None else value
+        if value is not None:
+            setattr(options, name, value)
+    window = opts.pop("window") or conf.get("window")
+    if window:
+        options.window = _length(window, "--window")
+    fmt = opts.pop("blocklist")
+    allow = _many(opts.pop("allow")) or tuple(conf.get("allow", DEFAULT_ALLOW))
+    for key in ("zones", "nameserver"):
+        opts.pop(key)
+    if fmt is None:
+        _diagnose("security", postlens.security, paths, opts, options=options)
+        return
+    output = opts.pop("output")
+    for key in ("fmt", "top"):
+        opts.pop(key)
+    targets = _targets(paths, opts.pop("sample"), opts["db"])
+    result, problems = _run(lambda: postlens.security(targets, options=options, **opts))
+    entries = [
+        (f["ip"], f"{f['kind'].replace('_', ' ')}: {f['explanation']}")
+        for f in result["findings"]
+        if "ip" in f
+    ]
+    text = _run(lambda: postlens.render_blocklist(entries, fmt, allow=allow))
+    write_output(text, output)
+    _problems(problems)
+
+
+def _check_rbl(
+    paths: tuple[str, ...], opts: dict[str, Any], conf: dict[str, Any], rbl: dict[str, Any]
+) -> None:
+    ips = list(paths) or list(conf.get("own_ips", []))
+    if not ips:
+        _fail(
+            "--check-rbl: give the IP addresses to check, or own_ips in [security] of the config", EXIT_USAGE
+        )
+    zones = _many(opts["zones"]) or tuple(rbl.get("zones", ())) or None
+    nameserver = opts["nameserver"] or rbl.get("nameserver")
+    listings = _run(
+        lambda: postlens.check_rbl(ips, zones=zones, nameserver=nameserver, timeout=rbl.get("timeout", 3.0))
+    )
+    write_output(render_listings(listings, opts["fmt"]), opts["output"])
+    if any(x.listed for x in listings):
+        sys.exit(EXIT_LISTED)
+
+
+@main.command(context_settings=CONTEXT)
+@_reading_options
+@click.option("--step", metavar="TIME", help="Length of one point of the series, dividing a day.  [1h]")
+@click.option(
+    "--baseline-days", type=click.IntRange(1), metavar="N", help="Earlier days to compare with.  [7]"
+)
+@click.option(
+    "--min-count", type=click.IntRange(1), metavar="N", help="Smallest count worth reporting.  [10]"
+)
+@click.option(
+    "--score",
+    type=click.FloatRange(0, min_open=True),
+    metavar="X",
+    help="Robust score that is abnormal.  [5]",
+)
+@click.option("--silence", metavar="TIME", help="Time without a delivery that is a silence.  [1h]")
+def anomalies(paths: tuple[str, ...], config_path: str | None, **opts: Any) -> None:
+    """What is abnormal: spikes, drops and silences of the traffic, per hour and per
+    destination domain, against the same hours of earlier days; and the weekly pattern
+    (docs/anomalies.md)."""
+    conf = _settings(config_path, "anomalies")
+    options = postlens.AnomaliesOptions()
+    for name in ("baseline_days", "min_count", "score"):
+        value = opts.pop(name)
+        value = conf.get(name) if value is None else value
+        if value is not None:
+            setattr(options, name, value)
+    for name in ("step", "silence"):
+        text: str | None = opts.pop(name) or conf.get(name)
+        if text:
+            setattr(options, name, _length(text, "--" + name))
+    _diagnose("anomalies", postlens.anomalies, paths, opts, options=options)

@@ -38,12 +38,25 @@ def period(spec: str, tz: tzinfo | None, now: float | None = None) -> tuple[floa
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+def _seconds(text: str) -> int | None:
+    unit = _UNITS.get(text[-1:])
+    return int(text[:-1]) * unit if unit is not None and text[:-1].isdigit() else None
+
+
+def duration(text: str, option: str) -> int:
+    """A length of time in seconds: ``90s``, ``10m``, ``2h``, ``3d``, ``1w``."""
+    seconds = _seconds(text.strip())
+    if not seconds:
+        raise UsageError(f"{option}: {text!r} is not a length of time like 10m, 2h or 1d")
+    return seconds
+
+
 def moment(text: str, tz: tzinfo | None, option: str, now: float | None = None) -> float:
     """A point in time: relative to now (``90m``, ``2h``, ``3d``, ``1w``) or ISO 8601."""
     now = time.time() if now is None else now
-    unit = _UNITS.get(text[-1:])
-    if unit is not None and text[:-1].isdigit():
-        return now - int(text[:-1]) * unit
+    ago = _seconds(text)
+    if ago is not None:
+        return now - ago
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

@@ -8,6 +8,7 @@ EXIT_INPUT = 2  # bad input: a missing, unreadable, binary or unknown-compressio
 EXIT_USAGE = 2  # bad options
 EXIT_NO_MATCH = 3  # trace: nothing in the logs matched the query
 EXIT_DATABASE = 4  # the history database is missing, damaged, or from a newer postlens
+EXIT_LISTED = 5  # security --check-rbl: one of our addresses is on a blocklist
 
 
 class PostlensError(Exception):

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from postlens import config
 from postlens.errors import EXIT_DATABASE, InputError, PostlensError
 from postlens.lines import Line, LineParser, YearGuess, zone
 from postlens.lookup import line_keys, narrowed_lines
@@ -72,9 +73,13 @@ class HistoryError(PostlensError):
 
 
 def default_path() -> str:
-    """``$POSTLENS_DB``, else ``$XDG_DATA_HOME/postlens/history.db`` (~/.local/share by default)."""
+    """``$POSTLENS_DB``, else ``db`` in the settings file's [history], else
+    ``$XDG_DATA_HOME/postlens/history.db`` (~/.local/share by default)."""
     if os.environ.get("POSTLENS_DB"):
         return os.environ["POSTLENS_DB"]
+    configured = config.section(config.load(), "history").get("db")
+    if configured:
+        return str(configured)
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(base, "postlens", "history.db")
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from postlens.analyses.pflogsumm import PflogsummTotals
 from postlens.analyses.report import Report, ReportOptions
+from postlens.analyses.views import View, make_view
 from postlens.errors import InputError
 from postlens.events import EVENT_TYPES, EventParser, Unknown
 from postlens.lines import LineParser, YearGuess, by_constructor, zone
@@ -31,6 +32,8 @@ class Settings:
     start: float | None = None  # only lines at or after this time
     end: float | None = None  # only lines before this time
     report: ReportOptions = field(default_factory=ReportOptions)
+    # the analyses to run besides the report, by name (analyses/views.py), with their options
+    views: dict[str, Any] = field(default_factory=dict)
 
 
 class Analysis:
@@ -45,7 +48,9 @@ class Analysis:
             settings.syslog_name, settings.report.verp_mung, settings.report.ignore_case
         )
         self.events = EventParser(settings.syslog_name)
-        self.correlator = Correlator(self._message, self.report.add_session, self.report.settle, first)
+        self.views: list[View] = [make_view(name, opts, tz) for name, opts in settings.views.items()]
+        on_session = self._session if self.views else self.report.add_session
+        self.correlator = Correlator(self._message, on_session, self.report.settle, first)
         self._consumers = self._route()
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -63,6 +68,10 @@ class Analysis:
                 wanted.append(counted[kind])
             if kind in PflogsummTotals.HANDLED:
                 wanted.append(self.pflogsumm.feed)
+            for view in self.views:
+                handler = view.handlers().get(kind)
+                if handler is not None:
+                    wanted.append(handler)
             if wanted:
                 routes[kind] = tuple(wanted)
         return routes
@@ -70,6 +79,13 @@ class Analysis:
     def _message(self, msg: Any) -> None:
         self.report.add_message(msg)
         self.pflogsumm.add_message(msg)
+        for view in self.views:
+            view.add_message(msg)
+
+    def _session(self, sess: Any) -> None:
+        self.report.add_session(sess)
+        for view in self.views:
+            view.add_session(sess)
 
     def line_parser(self, source: Source) -> LineParser:
         return self.line_parser_for(source.mtime)
@@ -147,6 +163,8 @@ class Analysis:
         """Continue this stretch with ``later``, read from the part of the log right after it."""
         self.report.merge(later.report)
         self.pflogsumm.merge(later.pflogsumm)
+        for view, later_view in zip(self.views, later.views, strict=True):
+            view.merge(later_view)
         self.correlator.absorb(later.correlator)
 
     def finish(self) -> dict[str, Any]:
@@ -154,6 +172,8 @@ class Analysis:
         self.correlator.finish()
         result = self.report.result()
         result["pflogsumm"] = self.pflogsumm.result()
+        for name, view in zip(self.settings.views, self.views, strict=True):
+            result[name] = view.result()
         return result
 
 

@@ -3,6 +3,7 @@
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -39,9 +40,10 @@ def test_any_payload_of_any_daemon_parses(payload: str) -> None:
         events.parse(line)
 
 
-def split_run(lines: list[str], cuts: list[int]) -> str:
-    """Read ``lines`` as consecutive chunks and merge them, as -j N and the cluster engine do."""
-    settings_ = Settings(year=2026, tz="UTC")
+def split_run(lines: list[str], cuts: list[int], views: dict[str, Any] | None = None) -> str:
+    """Read ``lines`` as consecutive chunks and merge them, as -j N and the cluster engine do;
+    the whole result, or with ``views`` only theirs."""
+    settings_ = Settings(year=2026, tz="UTC", views=views or {})
     bounds = [0, *cuts, len(lines)]
     years = YearGuess(2026, None, UTC)
     whole: Analysis | None = None
@@ -55,7 +57,8 @@ def split_run(lines: list[str], cuts: list[int]) -> str:
         else:
             whole.merge(part)
     assert whole is not None
-    return json.dumps(whole.finish(), sort_keys=True)
+    result = whole.finish()
+    return json.dumps({name: result[name] for name in views} if views else result, sort_keys=True)
 
 
 ONE_PASS = split_run(MIXED, [])

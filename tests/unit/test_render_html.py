@@ -160,7 +160,16 @@ PFLOGSUMM_ORDER = [
     "Panics",
     "Master Daemon Messages",
 ]
-OWN = ["Delivery Delays", "Notifications", "TLS", "Postscreen", "SASL Authentication", "Coverage", "Inputs"]
+OWN = [
+    "Weekly Pattern",
+    "Delivery Delays",
+    "Notifications",
+    "TLS",
+    "Postscreen",
+    "SASL Authentication",
+    "Coverage",
+    "Inputs",
+]
 
 
 def test_sections_in_pflogsumm_order_then_postlens_own(busy: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ same bytes.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from datetime import date
 from typing import Any
 
 from postlens.analyses.report import COUNTED_FIELDS, TOTAL_FIELDS, TRAFFIC, TimeBuckets, percentile
@@ -59,10 +60,13 @@ def build_result(t: Tally, buckets: TimeBuckets) -> dict[str, Any]:
 
     by_day: Counter[tuple[str, str]] = Counter()
     by_hour: Counter[tuple[int, str]] = Counter()
+    received_at: Counter[tuple[str, int]] = Counter()
     for (quarter, what), n in c("traffic", Counter()).items():
         day, hour = buckets.day_hour(quarter)
         by_day[(day, what)] += n
         by_hour[(hour, what)] += n
+        if what == "received":
+            received_at[day, hour] += n
     days = sorted({d for d, _ in by_day})
     per_day = [{"date": d, **{f: by_day.get((d, f), 0) for f in TRAFFIC}} for d in days]
     per_hour = [{"hour": h, **{f: by_hour.get((h, f), 0) for f in TRAFFIC}} for h in range(24)]
@@ -205,6 +209,7 @@ def build_result(t: Tally, buckets: TimeBuckets) -> dict[str, Any]:
         },
         "per_day": per_day,
         "per_hour": per_hour,
+        "weekly": weekly_pattern(received_at, days),
         "delivery_domains": delivery_domains,
         "receiving_domains": receiving,
         "senders": users(senders),
@@ -259,4 +264,25 @@ def build_result(t: Tally, buckets: TimeBuckets) -> dict[str, Any]:
             "unrecognised_examples": [text for _, text in sorted(t.samples.get("unrecognised", []))],
             "malformed_examples": [text for _, text in sorted(t.samples.get("malformed", []))],
         },
+    }
+
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def weekly_pattern(counts: Counter[tuple[str, int]], days: list[str]) -> dict[str, Any]:
+    """Messages per hour of day by weekday, averaged over the ``days`` (ISO dates) of each
+    weekday: when the server is busy, for planning campaigns and capacity."""
+    per_weekday = [0] * 7
+    for d in days:
+        per_weekday[date.fromisoformat(d).weekday()] += 1
+    totals: Counter[tuple[int, int]] = Counter()
+    for (d, hour), n in counts.items():
+        totals[date.fromisoformat(d).weekday(), hour] += n
+    return {
+        "weekdays": list(WEEKDAYS),
+        "received": [
+            [round(totals[w, h] / per_weekday[w], 1) if per_weekday[w] else 0 for h in range(24)]
+            for w in range(7)
+        ],
     }

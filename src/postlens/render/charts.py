@@ -204,3 +204,38 @@ def share_bar(
         )
     out.append("</svg>")
     return "".join(out)
+
+
+def heat_map(
+    rows: Sequence[tuple[str, Sequence[float]]],
+    columns: Sequence[str],
+    *,
+    title: str,
+    fmt: Format = format_number,
+    width: float = 720,
+) -> str:
+    """A grid of (row label, values) cells shaded from white to the palette's first colour
+    by their share of the largest value; each cell names its value on hover."""
+    left, top, cell_h = 40.0, 18.0, 20.0
+    cell_w = (width - left - 4) / max(len(columns), 1)
+    peak = max((v for _, values in rows for v in values), default=0)
+    out = [_open(width, top + cell_h * len(rows) + 4, title)]
+    for j, name in enumerate(columns):
+        out.append(_text(left + (j + 0.5) * cell_w, 12, name, "middle"))
+    for i, (label, values) in enumerate(rows):
+        y = top + i * cell_h
+        out.append(_text(left - 6, y + 14, label, "end"))
+        for j, v in enumerate(values):
+            share = v / peak if peak > 0 else 0
+            fill = _mix("#ffffff", PALETTE[0], share)
+            out.append(
+                _rect(left + j * cell_w, y, cell_w - 1, cell_h - 1, fill, f"{label} {columns[j]}: {fmt(v)}")
+            )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _mix(a: str, b: str, share: float) -> str:
+    """The colour ``share`` of the way from ``a`` to ``b`` (both #rrggbb)."""
+    channels = (round(int(a[k : k + 2], 16) * (1 - share) + int(b[k : k + 2], 16) * share) for k in (1, 3, 5))
+    return "#" + "".join(f"{c:02x}" for c in channels)

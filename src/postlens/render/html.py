@@ -88,6 +88,8 @@ def _svg(f: Figure) -> str:
     fmt = seconds if f.unit == "secs" else charts.format_number
     if f.kind == "hbars":
         return charts.hbar_chart(list(zip(f.labels, f.series[0][1], strict=True)), title=f.title, fmt=fmt)
+    if f.kind == "heat":
+        return charts.heat_map(f.series, f.labels, title=f.title, fmt=fmt)
     if f.kind == "share":
         return charts.share_bar(list(zip(f.labels, f.series[0][1], strict=True)), title=f.title, fmt=fmt)
     series = [charts.Series(name, values, charts.color(name, i)) for i, (name, values) in enumerate(f.series)]

@@ -51,7 +51,7 @@ class Heading:
 class Figure:
     """What a section would plot: each series has one value per label."""
 
-    kind: Literal["bars", "stacked", "hbars", "share"]
+    kind: Literal["bars", "stacked", "hbars", "share", "heat"]
     title: str
     labels: tuple[str, ...]
     series: tuple[tuple[str, tuple[float, ...]], ...]
@@ -199,6 +199,21 @@ def _per_hour(r: dict[str, Any]) -> Section:
     blocks = _traffic_figure("messages per hour", [f"{h['hour']:02d}" for h in r["per_hour"]], rows)
     blocks.append(Table(_cols("hour", *(f"{f}:int" for f in TRAFFIC)), rows))
     return Section("per-hour", title, blocks)
+
+
+def _weekly(r: dict[str, Any]) -> Section:
+    w = r["weekly"]
+    hours = tuple(f"{h:02d}" for h in range(24))
+    series = tuple((day, tuple(values)) for day, values in zip(w["weekdays"], w["received"], strict=True))
+    rows = [(day, *values) for day, values in series]
+    if not any(any(values) for _, values in series):
+        return Section("weekly", "Weekly Pattern", [Para("none")])
+    blocks: list[Block] = [
+        Para("Messages received per hour of the day, on average per day of each weekday."),
+        Figure("heat", "messages received by weekday and hour", hours, series),
+        Table(_cols("day", *(f"{h}:int" for h in hours)), rows),
+    ]
+    return Section("weekly", "Weekly Pattern", blocks)
 
 
 _DELIVERY: Spec = (
@@ -429,7 +444,7 @@ def report_sections(r: dict[str, Any], o: RenderOptions) -> list[Section]:
     if not o.no_no_size:
         main.append(_no_size(r))
     ordered = [*problems, *main] if o.problems_first else [*main, *problems]
-    own = [_delays(r), _notifications(r, o.detail), _tls(r, o.detail), _postscreen(r, o.detail),
+    own = [_weekly(r), _delays(r), _notifications(r, o.detail), _tls(r, o.detail), _postscreen(r, o.detail),
            _auth(r, o.detail), _coverage(r), _inputs(r)]  # fmt: skip
     hosts = [_per_host(r)] if o.by_host else []
     return [s for s in (_grand_totals(r), *hosts, *ordered, *own) if s is not None]

@@ -1,0 +1,81 @@
+"""config: the settings file (TOML) that commands read their defaults from.
+
+Looked for in this order: ``--config PATH``, ``$POSTLENS_CONFIG``,
+``~/.config/postlens/config.toml``, ``/etc/postlens/config.toml``; none is fine (every
+setting has a default). Options on the command line win over the file. docs/config.md
+lists every setting.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from postlens.errors import UsageError
+
+SEARCH_PATH = ("~/.config/postlens/config.toml", "/etc/postlens/config.toml")
+
+# section -> setting -> the type its value must have
+KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "history": {"db": str},
+    "problems": {"rules": str},
+    "security": {
+        "allow": list,
+        "own_ips": list,
+        "window": str,
+        "brute_force": int,
+        "spray_usernames": int,
+        "spray_ips": int,
+        "guess_failures": int,
+        "burst_factor": (int, float),
+        "burst_min": int,
+        "many_ips": int,
+        "flood_min": int,
+    },
+    "rbl": {"zones": list, "nameserver": str, "timeout": (int, float)},
+    "anomalies": {"baseline_days": int, "min_count": int, "score": (int, float), "silence": str},
+}
+
+
+def find(path: str | None = None) -> Path | None:
+    """The settings file in use, or None when there is none."""
+    if path:
+        return Path(path)
+    env = os.environ.get("POSTLENS_CONFIG")
+    if env:
+        return Path(env)
+    for candidate in SEARCH_PATH:
+        p = Path(candidate).expanduser()
+        if p.is_file():
+            return p
+    return None
+
+
+def load(path: str | None = None) -> dict[str, dict[str, Any]]:
+    """The settings by section; an unreadable or invalid file is a UsageError naming the problem."""
+    found = find(path)
+    if found is None:
+        return {}
+    try:
+        with open(found, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise UsageError(f"config {found}: {e.strerror or e}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"config {found}: not valid TOML: {e}") from e
+    for section, values in data.items():
+        known = KNOWN.get(section)
+        if known is None or not isinstance(values, dict):
+            raise UsageError(f"config {found}: unknown section [{section}]")
+        for key, value in values.items():
+            if key not in known:
+                raise UsageError(f"config {found}: unknown setting {key!r} in [{section}]")
+            if not isinstance(value, known[key]) or isinstance(value, bool):
+                raise UsageError(f"config {found}: [{section}] {key} has the wrong type")
+    return data
+
+
+def section(settings: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+    return settings.get(name, {})
