@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -176,3 +178,23 @@ def test_without_dnspython_the_error_says_what_to_install(monkeypatch: pytest.Mo
     monkeypatch.setitem(sys.modules, "dns", None)  # import dns now fails as if it were not installed
     with pytest.raises(UsageError, match=re.escape("needs dnspython: pip install 'postlens[dns]'")):
         check([LISTED])
+
+
+def test_the_command_says_listed_with_exit_code_5(dnsbl: int, tmp_path: Path) -> None:
+    base = [sys.executable, "-m", "postlens", "security", "--check-rbl", "--zone", ZONE,
+            "--nameserver", f"127.0.0.1:{dnsbl}"]  # fmt: skip
+    listed = subprocess.run([*base, LISTED, NOT_LISTED], capture_output=True, text=True)
+    assert listed.returncode == 5, listed.stderr
+    assert "LISTED" in listed.stdout and "not listed" in listed.stdout
+    clean = subprocess.run([*base, "--format", "json", NOT_LISTED], capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stderr
+    assert json.loads(clean.stdout)["listings"] == [
+        {"ip": NOT_LISTED, "zone": ZONE, "listed": False, "answers": [], "text": "", "error": ""}
+    ]
+    # our own addresses from the settings file when none are given
+    conf = tmp_path / "config.toml"
+    conf.write_text(f'[security]\nown_ips = ["{LISTED}"]\n')
+    configured = subprocess.run([*base, "--config", str(conf)], capture_output=True, text=True)
+    assert configured.returncode == 5 and LISTED in configured.stdout
+    bad = subprocess.run([*base, "not-an-ip"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr

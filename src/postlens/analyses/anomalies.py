@@ -146,6 +146,10 @@ class Anomalies:
             else:
                 continue
             what = f"{metric} to {dom}" if dom else metric
+            if dom:
+                # the share of the step's delivery attempts to the domain that failed so
+                attempts = self._domains[step, dom][0]
+                what += f" ({100 * value / attempts:.0f}% of {attempts} attempts)"
             found.append({
                 "kind": kind, "metric": metric, "domain": dom, "start": iso_utc(step * o.step),
                 "value": value, "usual": usual, "score": round(score, 1),
