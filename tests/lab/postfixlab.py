@@ -1969,5 +1969,84 @@ def _main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------
+# the queue a lab leaves behind
+
+
+class RunningAgain:
+    """A finished lab's Postfix started again on the queue it left (deferred and held mail),
+    to add mail to that queue (sendmail needs pickup, cleanup and qmgr to queue it) and to
+    read it the way a running system is read (``postqueue -j`` asks the showq service; with
+    Postfix stopped, root's postqueue runs showq itself).
+
+    Use as a context manager; ``settings`` change main.cf first. Only for labs logged with
+    maillog_file (a syslog lab's rsyslogd is gone). The helpers (sinks, filter, dovecot) stay
+    stopped, and the leftover deferred mail is not retried while Postfix runs: each deferred
+    file's next-retry time (its mtime, which qmgr reads) is set a day ahead first.
+    """
+
+    def __init__(self, result: LabResult, **settings: str) -> None:
+        if result.log_format != "maillog_file":
+            raise LabError("RunningAgain needs a lab logged with maillog_file")
+        self.etc = result.config_dir
+        self.spool = result.lab_dir / "spool"
+        self.settings = settings
+        self.env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C", "MAIL_CONFIG": str(self.etc)}
+        self._master: int | None = None
+
+    def run(self, *cmd: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        """A Postfix command run for this instance (its MAIL_CONFIG); raises when it fails."""
+        proc = subprocess.run(list(cmd), env=self.env, input=input, capture_output=True, timeout=60)
+        if proc.returncode != 0:
+            raise LabError(
+                f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')}"
+            )
+        return proc
+
+    def postconf(self, **settings: str) -> None:
+        """Change main.cf; ``reload`` makes the running instance read it."""
+        self.run(POSTCONF, "-c", str(self.etc), "-e", *(f"{k}={v}" for k, v in settings.items()))
+        past = time.time() - 60  # see Lab._age_config
+        for name in ("main.cf", "master.cf"):
+            os.utime(self.etc / name, (past, past))
+
+    def reload(self) -> None:
+        self.run(POSTFIX, "-c", str(self.etc), "reload")
+
+    def __enter__(self) -> RunningAgain:
+        later = time.time() + 86400
+        for path in (self.spool / "deferred").rglob("*"):
+            if path.is_file():
+                os.utime(path, (later, later))
+        if self.settings:
+            self.postconf(**self.settings)
+        self.run(POSTFIX, "-c", str(self.etc), "start")
+        atexit.register(self.stop)
+        deadline = time.monotonic() + 10
+        while self._master is None:
+            with contextlib.suppress(FileNotFoundError, ValueError, IndexError):
+                self._master = int((self.spool / "pid" / "master.pid").read_text().split()[0])
+            if self._master is None and time.monotonic() > deadline:
+                raise LabError(f"no master.pid in {self.spool} after postfix start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """postfix stop, then wait for the master to exit (kill it after 20 s); idempotent."""
+        atexit.unregister(self.stop)
+        master, self._master = self._master, None
+        if master is None:
+            return
+        subprocess.run([POSTFIX, "-c", str(self.etc), "stop"], env=self.env, capture_output=True, timeout=60)
+        deadline = time.monotonic() + 20
+        while _pid_alive(master) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _pid_alive(master):
+            _kill_pid(master, timeout=2)
+
+
 if __name__ == "__main__":
     sys.exit(_main())
