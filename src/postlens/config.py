@@ -15,6 +15,8 @@ from typing import Any
 
 from postlens.errors import UsageError
 
+# sections written as arrays of tables: [[alert]]
+ARRAYS = frozenset({"alert"})
 SEARCH_PATH = ("~/.config/postlens/config.toml", "/etc/postlens/config.toml")
 
 # section -> setting -> the type its value must have
@@ -36,6 +38,32 @@ KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
     },
     "rbl": {"zones": list, "nameserver": str, "timeout": (int, float)},
     "anomalies": {"baseline_days": int, "min_count": int, "score": (int, float), "silence": str},
+    # [[alert]]: an array, one table per rule (postlens.alerts checks each further)
+    "alert": {
+        "name": str,
+        "kind": str,
+        "window": str,
+        "threshold": (int, float),
+        "severity": str,
+        "cooldown": str,
+        "key": str,
+        "min_count": int,
+        "finding": str,
+        "reason": str,
+    },
+    "alerts": {
+        "terminal": str,
+        "syslog": str,
+        "syslog_facility": str,
+        "email": (str, list),
+        "webhook": (str, list),
+        "webhook_headers": dict,
+        "webhook_timeout": (int, float),
+        "apprise": (str, list),
+        "command": list,
+        "command_timeout": (int, float),
+    },
+    "mail": {"smtp": str, "from": str, "timeout": (int, float)},
 }
 
 
@@ -67,13 +95,15 @@ def load(path: str | None = None) -> dict[str, dict[str, Any]]:
         raise UsageError(f"config {found}: not valid TOML: {e}") from e
     for section, values in data.items():
         known = KNOWN.get(section)
-        if known is None or not isinstance(values, dict):
-            raise UsageError(f"config {found}: unknown section [{section}]")
-        for key, value in values.items():
-            if key not in known:
-                raise UsageError(f"config {found}: unknown setting {key!r} in [{section}]")
-            if not isinstance(value, known[key]) or isinstance(value, bool):
-                raise UsageError(f"config {found}: [{section}] {key} has the wrong type")
+        tables = values if section in ARRAYS and isinstance(values, list) else [values]
+        for table in tables:
+            if known is None or not isinstance(table, dict):
+                raise UsageError(f"config {found}: unknown section [{section}]")
+            for key, value in table.items():
+                if key not in known:
+                    raise UsageError(f"config {found}: unknown setting {key!r} in [{section}]")
+                if not isinstance(value, known[key]) or isinstance(value, bool):
+                    raise UsageError(f"config {found}: [{section}] {key} has the wrong type")
     return data
 
 
