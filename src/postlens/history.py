@@ -272,7 +272,7 @@ def normalised(ts: float, host: str, program: str, pid: str, payload: str) -> st
     return f"{stamp} {host} {tag}: {payload}"
 
 
-def _fingerprint(source: Source) -> str | None:
+def fingerprint(source: Source) -> str | None:
     """The hash of a file's first complete line (decompressed), or None while it has none."""
     stream = open_source(source)
     try:
@@ -294,19 +294,19 @@ class IngestResult:
 
 def _ingest_source(db: Store, source: Source, year: int | None, tz: Any, horizon: float,
                    result: IngestResult) -> None:  # fmt: skip
-    fingerprint = _fingerprint(source)
-    if fingerprint is None:
+    identity = fingerprint(source)
+    if identity is None:
         return
     st = os.stat(source.path)
     with db.writing():  # offsets are read and moved on under the write lock
-        row = db.execute("SELECT read_to, lines FROM files WHERE fingerprint = ?", (fingerprint,)).fetchone()
+        row = db.execute("SELECT read_to, lines FROM files WHERE fingerprint = ?", (identity,)).fetchone()
         offset, count = (row[0], row[1]) if row else (0, 0)
         stream = open_source(source)
         try:
             if offset and stream.seekable():
                 stream.seek(offset)
             else:
-                _skip(stream, offset)
+                skip_bytes(stream, offset)
             parser = LineParser(YearGuess(year, source.mtime, tz), tz)
             consumed = offset
             added = 0
@@ -318,10 +318,7 @@ def _ingest_source(db: Store, source: Source, year: int | None, tz: Any, horizon
                 if line is None or line.ts < horizon:
                     result.skipped += 1
                     continue
-                proc, qid, found = _lookup_rows(line)
-                text = normalised(line.ts, line.host, line.program, line.pid, line.payload)
-                batch.append((line.ts, line.host, proc, qid, text))
-                keys.extend(found)
+                _add_row(line, batch, keys)
                 if len(batch) >= 5000:
                     added += _store(db, batch, keys)
             added += _store(db, batch, keys)
@@ -331,11 +328,29 @@ def _ingest_source(db: Store, source: Source, year: int | None, tz: Any, horizon
             "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO UPDATE SET "
             "path = excluded.path, device = excluded.device, inode = excluded.inode, "
             "read_to = excluded.read_to, lines = excluded.lines, updated = excluded.updated",
-            (fingerprint, source.path, st.st_dev, st.st_ino, consumed, count + added, time.time()),
+            (identity, source.path, st.st_dev, st.st_ino, consumed, count + added, time.time()),
         )
     if added:
         result.files += 1
         result.lines += added
+
+
+def _add_row(line: Line, batch: list[tuple[Any, ...]], keys: list[tuple[Any, ...]]) -> None:
+    """Add a parsed line, normalised, to a batch for :func:`_store`, and its lookup keys."""
+    proc, qid, found = _lookup_rows(line)
+    text = normalised(line.ts, line.host, line.program, line.pid, line.payload)
+    batch.append((line.ts, line.host, proc, qid, text))
+    keys.extend(found)
+
+
+def store_lines(db_path: str, lines: list[Line]) -> int:
+    """Store lines that come from no file (the journal, a syslog listener): ``watch`` uses this."""
+    batch: list[tuple[Any, ...]] = []
+    keys: list[tuple[Any, ...]] = []
+    for line in lines:
+        _add_row(line, batch, keys)
+    with connect(db_path, create=True) as db, db.writing():
+        return _store(db, batch, keys)
 
 
 _LINE_COLUMNS = ("ts", "host", "proc", "qid", "text")
@@ -353,7 +368,7 @@ def _store(db: Store, lines: list[tuple[Any, ...]], keys: list[tuple[Any, ...]])
     return n
 
 
-def _skip(stream: Any, nbytes: int) -> None:
+def skip_bytes(stream: Any, nbytes: int) -> None:
     while nbytes > 0:
         block = stream.read(min(nbytes, 1 << 20))
         if not block:

@@ -155,6 +155,22 @@ def _zstd_reader(raw: BinaryIO) -> BinaryIO:
     return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
 
 
+def _closing_both(stream: BinaryIO, under: BinaryIO) -> BinaryIO:
+    """``stream``, whose close also closes the file it reads: the gzip, bzip2 and xz readers
+    leave a file object they were given open."""
+    close = stream.close
+
+    def close_both() -> None:
+        try:
+            close()
+        finally:
+            if under is not sys.stdin.buffer:
+                under.close()
+
+    stream.close = close_both  # type: ignore[method-assign]
+    return stream
+
+
 def open_source(src: Source) -> BinaryIO:
     """Open a source for binary reading, decompressing by its magic bytes."""
     if src.path == "-":
@@ -172,11 +188,11 @@ def open_source(src: Source) -> BinaryIO:
         if head.startswith(magic):
             src.stats["compression"] = 1
             if kind == "gzip":
-                return _gzip_reader(buffered)
+                return _closing_both(_gzip_reader(buffered), buffered)
             if kind == "bzip2":
-                return bz2.BZ2File(buffered)  # type: ignore[return-value]
+                return _closing_both(bz2.BZ2File(buffered), buffered)  # type: ignore[arg-type]
             if kind == "xz":
-                return lzma.LZMAFile(buffered)  # type: ignore[return-value]
+                return _closing_both(lzma.LZMAFile(buffered), buffered)  # type: ignore[arg-type]
             return _zstd_reader(buffered)
     for magic, kind in _FOREIGN_MAGIC:
         if head.startswith(magic):
