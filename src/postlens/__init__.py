@@ -7,7 +7,9 @@ The library API mirrors the command line: ``postlens.report(paths, ...)`` is wha
 from __future__ import annotations
 
 import io
+import json
 import math
+import threading
 import time
 from collections.abc import Sequence
 from datetime import tzinfo
@@ -20,37 +22,50 @@ from postlens.analyses.problems import ProblemsOptions
 from postlens.analyses.reasons import Rules
 from postlens.analyses.report import ReportOptions
 from postlens.analyses.security import SecurityOptions
+from postlens.checks import CHECKS, CheckResult
+from postlens.checks import check as run_check
 from postlens.dates import moment, period
 from postlens.errors import InputError, PostlensError, UsageError
 from postlens.export import export as export_rows
 from postlens.lines import zone
 from postlens.pipeline import Analysis, Settings, analyse
 from postlens.progress import shown
+from postlens.queue import DEFAULT_QUEUES, ShapeOptions, analyse_queue, load, read_live
 from postlens.sources import plain_total
 from postlens.trace import STATUSES as TRACE_STATUSES
 from postlens.trace import Query
 from postlens.trace import trace as trace_logs
+from postlens.watch import WatchOptions
 
 __version__ = "0.1.0"
 ENGINES = ("local", "dask")
 __all__ = [
+    "CHECKS",
     "TRACE_STATUSES",
     "Analysis",
     "AnomaliesOptions",
+    "CheckResult",
     "InputError",
     "PostlensError",
     "ReportOptions",
     "SecurityOptions",
     "Settings",
     "UsageError",
+    "WatchOptions",
     "__version__",
     "anomalies",
+    "check",
+    "check_rbl",
     "compiled",
     "problems",
+    "queue",
+    "queue_entries",
+    "render_blocklist",
     "report",
     "sample_log",
     "security",
     "trace",
+    "watch",
 ]  # fmt: skip
 
 
@@ -365,3 +380,81 @@ def _analyse(
 
         return analyse_parallel(paths, settings, jobs)
     return analyse(paths, settings)
+
+
+def queue(
+    source: str | None = None,
+    *,
+    config_dir: str | None = None,
+    senders: bool = False,
+    bucket_minutes: float = 5,
+    buckets: int = 10,
+    linear: bool = False,
+    parents: bool = False,
+    min_subdomains: int = 5,
+    queues: Sequence[str] = DEFAULT_QUEUES,
+    rules: str | None = None,
+    now: int | None = None,
+) -> tuple[dict[str, Any], list[InputError]]:
+    """The mail queue as qshape shapes it, and more (docs/queue.md): what ``postlens queue`` runs.
+
+    ``source`` is a saved ``postqueue -j`` file, ``-`` for standard input, or None for the live
+    queue (``postqueue -j``, with ``-c config_dir`` for another instance). The options are
+    qshape's: ``senders`` (-s), ``bucket_minutes`` (-t), ``buckets`` (-b), ``linear`` (-l),
+    ``parents`` (-p), ``min_subdomains`` (-m) and the ``queues`` of the table. Ages are counted
+    to ``now`` (epoch seconds; default: the present). Returns the result and the problems met on
+    the way (malformed lines, which were skipped); a source that cannot be read raises.
+    """
+    options = ShapeOptions(
+        senders=senders, bucket_minutes=bucket_minutes, buckets=buckets, linear=linear, parents=parents,
+        min_subdomains=min_subdomains, queues=tuple(queues),
+    )  # fmt: skip
+    options.check()
+    loaded_rules = Rules.load(rules)  # a bad rule file is said before the queue is read
+    name, records, malformed, problems = load(source, config_dir)
+    at = int(time.time()) if now is None else int(now)
+    result = {
+        "source": name,
+        **analyse_queue(records, options, at, loaded_rules),
+        "malformed_lines": malformed,
+    }
+    return result, problems
+
+
+def queue_entries(config_dir: str | None = None) -> list[dict[str, Any]]:
+    """The live queue as ``postqueue -j`` gives it, one dict per message (``-c config_dir``)."""
+    return [json.loads(text) for text in read_live(config_dir) if text.strip()]
+
+
+def watch(options: WatchOptions, stop: threading.Event) -> None:
+    """Follow the logs, the journal or syslog listeners until ``stop`` is set (docs/watch.md):
+    what ``postlens watch`` runs."""
+    from postlens.watch import watch as follow
+
+    follow(options, stop)
+
+
+def check(
+    name: str,
+    paths: list[str],
+    warning: str | None = None,
+    critical: str | None = None,
+    window: str | None = None,
+    *,
+    now: str | None = None,
+    queue_file: str | None = None,
+    year: int | None = None,
+    tz: str | None = None,
+    syslog_name: str | None = None,
+) -> CheckResult:
+    """One Nagios/Icinga check (docs/checks.md), what ``postlens check`` runs: ``name`` is one
+    of :data:`CHECKS`; ``warning`` and ``critical`` are threshold ranges (``10``, ``10:``,
+    ``~:10``, ``10:20``, ``@10:20``). The window checks count the last ``window`` (default 15m)
+    of the logs up to ``now``: ``"clock"`` (the default), ``"log"`` (the newest line) or a time;
+    ``silence`` reads all of them, ``queue`` the live queue or ``queue_file``. A problem it can
+    name is an UNKNOWN result, never an exception: ``result.line()`` is the plugin output and
+    ``result.status`` the exit code."""
+    return run_check(
+        name, paths, warning, critical, window, now=now, queue_file=queue_file, year=year, tz=tz,
+        syslog_name=syslog_name,
+    )  # fmt: skip

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -14,14 +16,19 @@ import click
 import postlens
 from postlens import config
 from postlens.blocklist import FORMATS as BLOCKLIST_FORMATS
+from postlens.checks import CheckResult
+from postlens.checks import unknown as check_unknown
 from postlens.dates import duration, moment
 from postlens.errors import EXIT_INPUT, EXIT_LISTED, EXIT_NO_MATCH, EXIT_USAGE, PostlensError
 from postlens.export import EXPORT_FORMATS, TABLES
 from postlens.history import DEFAULT_KEEP_DAYS
+from postlens.history import default_path as history_default
+from postlens.mail import ReportMail
 from postlens.output import write_output
 from postlens.render import FORMATS, RenderOptions, render
 from postlens.render.diagnose import DIAGNOSE_FORMATS, render_diagnosis, render_listings
 from postlens.render.trace import TRACE_FORMATS, render_trace
+from postlens.watch import default_state
 
 T = TypeVar("T")
 DEFAULT_LOGS = ("/var/log/mail.log", "/var/log/maillog")
@@ -145,6 +152,15 @@ def _default_paths() -> list[str]:
     default=None,
     help="Show progress on standard error.  [default: when it is a terminal]",
 )
+@click.option(
+    "--mail-to",
+    multiple=True,
+    metavar="ADDR",
+    help="Mail the report (text, and HTML as the alternative) instead of printing it; repeatable.",
+)
+@click.option("--mail-from", metavar="ADDR", help="Sender of the mail.  [postlens@<this host's FQDN>]")
+@click.option("--smtp", metavar="HOST[:PORT]", help="The SMTP server to send through.  [localhost:25]")
+@click.option("--subject", metavar="TEXT", help="Subject of the mail; {period} and {host} are filled in.")
 def report(
     paths: tuple[str, ...], fmt: str, output: str | None, sample: bool, progress: bool | None, **opts: Any
 ) -> None:
@@ -155,6 +171,7 @@ def report(
     ones (gzip, bzip2, xz, zstd) as they are.
     """
     targets = _targets(paths, sample, opts["db"])
+    mail = _report_mail(opts)
     detail = opts.pop("detail")
     top_hosts, top_users = opts.pop("top_hosts"), opts.pop("top_users")
     render_opts = RenderOptions(
@@ -169,8 +186,17 @@ def report(
     )
     show = sys.stderr.isatty() if progress is None else progress
     result, problems = _run(lambda: postlens.report(targets, progress=sys.stderr if show else None, **opts))
-    write_output(render(result, fmt, render_opts), output)
+    if mail is None or output is not None:
+        write_output(render(result, fmt, render_opts), output)
+    if mail is not None:
+        _run(lambda: mail.send(result, render_opts, date=opts["date"], tz=opts["tz"]))
     _problems(problems)
+
+
+def _report_mail(opts: dict[str, Any]) -> ReportMail | None:
+    """--mail-to and the options that go with it, checked before any log is read."""
+    given = [opts.pop(key) for key in ("mail_to", "mail_from", "smtp", "subject")]
+    return _run(lambda: ReportMail.of(*given)) if any(given) else None
 
 
 def _many(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -521,3 +547,172 @@ def anomalies(paths: tuple[str, ...], config_path: str | None, **opts: Any) -> N
         if text:
             setattr(options, name, _length(text, "--" + name))
     _diagnose("anomalies", postlens.anomalies, paths, opts, options=options)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("file", required=False)
+@click.option("-c", "--config-dir", metavar="DIR", help="Another instance's live queue (postqueue -c DIR).")
+@click.option("-s", "--senders", is_flag=True, help="Sender domains (counting messages) instead.")
+@click.option(
+    "-t",
+    "--bucket-minutes",
+    type=click.FloatRange(0, min_open=True),
+    default=5,
+    show_default=True,
+    metavar="MINUTES",
+    help="Age limit of the first bucket.",
+)
+@click.option(
+    "-b", "--buckets", type=click.IntRange(1), default=10, show_default=True, metavar="N", help="Age buckets."
+)
+@click.option("-l", "--linear", is_flag=True, help="Buckets t, 2t, 3t ... instead of each twice the last.")
+@click.option("-p", "--parents", is_flag=True, help="Add rows for parent domains (.example.com).")
+@click.option(
+    "-m",
+    "--min-subdomains",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    metavar="N",
+    help="With -p, the subdomains a parent needs for a row of its own.",
+)
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    metavar="NAME",
+    help="A queue of the table: maildrop, incoming, active, deferred or hold; repeatable or "
+    "comma-separated.  [incoming,active]",
+)
+@click.option("--top", type=click.IntRange(0), metavar="N", help="Domain rows per table.  [all]")
+@click.option("-w", "--width", type=int, metavar="COLUMNS", help="Width of the text.  [terminal's, else 80]")
+@click.option("--now", metavar="TIME", help="Age the mail at this time: epoch seconds, ISO 8601, or 2h ago.")
+@click.option("--rules", metavar="FILE", help="Your own reason rules, tried before the shipped ones.")
+@click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text", show_default=True)
+@click.option("-o", "--output", metavar="FILE", help="Write here (whole or not at all) instead of stdout.")
+def queue(
+    file: str | None,
+    queues: tuple[str, ...],
+    top: int | None,
+    width: int | None,
+    now: str | None,
+    fmt: str,
+    output: str | None,
+    **opts: Any,
+) -> None:
+    """How old the queued mail is, per domain, like qshape; and per queue, the messages, bytes,
+    the oldest message and why mail waits (docs/queue.md).
+
+    FILE is saved `postqueue -j` output, or - for standard input; without it the live queue
+    is read with postqueue -j (Postfix 3.1 or later).
+    """
+    from postlens.queue import DEFAULT_QUEUES, reference_time
+    from postlens.render.queue import render_queue, text_width
+
+    to_terminal = output in (None, "-") and sys.stdout.isatty()
+    columns = _run(lambda: text_width(to_terminal, width))
+    at = _run(lambda: reference_time(now)) if now else None
+    chosen = _many(queues) or DEFAULT_QUEUES
+    result, problems = _run(lambda: postlens.queue(file, queues=chosen, now=at, **opts))
+    write_output(render_queue(result, fmt, width=columns, top=-1 if top is None else top), output)
+    for problem in problems:
+        click.echo(f"postlens: {problem}", err=True)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1)
+@click.option("--journal", is_flag=True, help="Follow the journal (journalctl -f) of the postfix units.")
+@click.option("--listen", multiple=True, metavar="URL", help="Receive syslog: udp://0.0.0.0:5514, tcp://...")
+@click.option("--state", metavar="FILE", help="Where file positions are kept.  [~/.local/state/postlens]")
+@click.option("--from-start", is_flag=True, help="Read files from their start when no position is saved.")
+@click.option("--metrics", metavar="[HOST]:PORT", help="Serve Prometheus metrics on /metrics here.")
+@click.option("--db", is_flag=False, flag_value="", default=None, metavar="[PATH]",
+              help="Store what is read in the history database (PATH or the default one).")  # fmt: skip
+@click.option("--queue/--no-queue", "read_queue", default=True, show_default=True,
+              help="Read the mail queue (postqueue -j) every 30 s for metrics and alerts.")  # fmt: skip
+@click.option("-c", "config_dir", metavar="DIR", help="The Postfix configuration directory of the queue.")
+@click.option("--view/--no-view", default=None, help="The live view.  [default: when stdout is a terminal]")
+@click.option("--year", type=int, help="Year of stamps without one (default: now).")
+@click.option("--tz", metavar="ZONE", help="Zone of stamps without one (default: local).")
+@click.option("--syslog-name", metavar="REGEX", help="A custom syslog_name, as a regular expression.")
+@click.option("--config", "config_path", metavar="FILE", help="The settings file (alert rules).")
+def watch(
+    paths: tuple[str, ...],
+    config_path: str | None,
+    read_queue: bool,
+    config_dir: str | None,
+    view: bool | None,
+    db: str | None,
+    **opts: Any,
+) -> None:
+    """Follow the log as it is written: alerts, Prometheus metrics, the history database and a
+    live view (docs/watch.md). PATHS are files followed like tail -F, across rotations."""
+    if not paths and not opts["journal"] and not opts["listen"]:
+        _fail("give log files to follow, --journal or --listen", EXIT_USAGE)
+    show = sys.stdout.isatty() if view is None else view
+    settings = _run(lambda: config.load(config_path))
+    opts["state"] = opts["state"] or default_state()
+    options = postlens.WatchOptions(
+        paths=list(paths), settings=settings, view=sys.stdout if show else None,
+        db=None if db is None else db or _run(history_default), **opts,
+        queue_reader=(lambda: postlens.queue_entries(config_dir)) if read_queue else None,
+    )  # fmt: skip
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    _run(lambda: postlens.watch(options, stop))
+
+
+def _plugin_exit(result: CheckResult) -> NoReturn:
+    click.echo(result.line())
+    sys.exit(int(result.status))
+
+
+class _PluginCommand(click.Command):
+    """A monitoring plugin's command: a mistake on its command line is UNKNOWN (exit 3), one
+    line on standard output, as the plugin guidelines ask; click's usage text and its exit
+    code 2 would reach Nagios as a CRITICAL state of the service."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        given = list(args)  # click's parser consumes the list it is given
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as e:
+            name = next((a for a in given if a in postlens.CHECKS), "")
+            _plugin_exit(check_unknown(name, e.format_message()))
+
+
+@main.command(context_settings=CONTEXT, cls=_PluginCommand)
+@click.argument("name", metavar="CHECK", type=click.Choice(postlens.CHECKS))
+@click.argument("paths", nargs=-1)
+@click.option("-w", "--warning", metavar="RANGE", help="WARNING outside RANGE: 10, 10:, ~:10, 10:20, @10:20.")
+@click.option("-c", "--critical", metavar="RANGE", help="CRITICAL outside RANGE.")
+@click.option("--window", metavar="TIME", help="The window checks count the last TIME: 15m, 1h.  [15m]")
+@click.option(
+    "--now",
+    metavar="clock|log|TIME",
+    help="Where the window ends: now, the log's newest line, or a time.  [clock]",
+)
+@click.option(
+    "--queue-file", metavar="FILE", help="queue: a saved `postqueue -j` listing, not the live queue."
+)
+@click.option("--year", type=int, help="Year of the first line for stamps without one (default: file time).")
+@click.option("--tz", metavar="ZONE", help="Zone of stamps without one, and of --now (default: local).")
+@click.option("--syslog-name", metavar="REGEX", help="A custom syslog_name, as a regular expression.")
+def check(name: str, paths: tuple[str, ...], **opts: Any) -> None:
+    """A Nagios/Icinga check: one line of status with performance data, and the plugin exit
+    code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (docs/checks.md).
+
+    CHECK is queue, deferred, bounce-rate, auth-failures, rejects or silence. PATHS are the
+    logs; by default /var/log/mail.log (or maillog) alone, not its older generations.
+    """
+    targets = list(paths) or ([] if name == "queue" else [p for p in DEFAULT_LOGS if os.path.exists(p)][:1])
+    if name != "queue" and not targets:
+        _plugin_exit(check_unknown(name, "no log given, and none at /var/log/mail.log or /var/log/maillog"))
+    try:
+        result = postlens.check(name, targets, **opts)
+    except Exception as e:  # a traceback's exit code 1 would read as WARNING: any failure is UNKNOWN
+        result = check_unknown(name, f"unexpected {type(e).__name__}: {e}")
+    _plugin_exit(result)

@@ -9,6 +9,7 @@ EXIT_USAGE = 2  # bad options
 EXIT_NO_MATCH = 3  # trace: nothing in the logs matched the query
 EXIT_DATABASE = 4  # the history database is missing, damaged, or from a newer postlens
 EXIT_LISTED = 5  # security --check-rbl: one of our addresses is on a blocklist
+EXIT_MAIL = 6  # report --mail-to: the SMTP server was unreachable or refused the message
 
 
 class PostlensError(Exception):

@@ -93,7 +93,7 @@ _TLS_RE = re.compile(
 _SASL_FAIL_RE = re.compile(r"warning: " + _HOST_IP + r": SASL (\S+) authentication failed(?:: ?(.*))?$")
 _SASL_USER_RE = re.compile(r"sasl_username=(\S+)")
 _SCREEN_RE = re.compile(
-    r"([A-Z][A-Z ]*[A-Z])(?: (?:\d+ )?(?:after [\d.]+ )?(?:from|for))? \[([^\]]*)\]:\d+(.*)$"
+    r"([A-Z][A-Z -]*[A-Z])(?: (?:\d+ )?(?:after [\d.]+ )?(?:from|for))? \[([^\]]*)\]:\d+(.*)$"
 )
 _CONNECT_TO_RE = re.compile(r"connect to ([^:\s]+?(?:\[[^\]]*\])?)(?::\d+)?: (.+?)(?: \(port \d+\))?$")
 _DNSBLOG_RE = re.compile(r"addr (\S+) listed by domain (\S+) as (\S+)")
