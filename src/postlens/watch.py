@@ -133,13 +133,6 @@ class Watcher:
         self.events = EventParser(options.syslog_name)
         self.lines: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=100_000)
         self.lock = threading.Lock()
-        self.metrics: Any = None
-        self.closer: Callable[[], None] | None = None
-        if options.metrics:
-            from postlens.metrics import Metrics, serve
-
-            self.metrics = Metrics()
-            self.closer = serve(self.metrics, options.metrics, self.lock)
         settings = options.settings
         if options.view is not None and "terminal" not in settings.get("alerts", {}):
             # the live view lists the alerts itself: printed lines would tear it
@@ -167,6 +160,13 @@ class Watcher:
             journal = journal_lines(stop, cursor_file=cursor)
             self.threads.append(_start(lambda: _pump("journal", journal, self.lines)))
         self.told = 0  # follower problems already said
+        self.metrics: Any = None
+        self.closer: Callable[[], None] | None = None
+        if options.metrics:  # served once the inputs listen: a scrape then means "ready"
+            from postlens.metrics import Metrics, serve
+
+            self.metrics = Metrics()
+            self.closer = serve(self.metrics, options.metrics, self.lock)
 
     def handle(self, source: str, text: str) -> None:
         line = self.parser.parse(text)

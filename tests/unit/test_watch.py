@@ -1,0 +1,128 @@
+"""postlens watch without the lab: syslog sent by the real logger(1) reaches the metrics page,
+the history database and the live view; a file followed from a saved position."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import postlens
+from postlens.watch import Live
+from tests.conftest import need
+
+SASL_FAIL = "warning: unknown[192.0.2.9]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=bob"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _until(condition: object, timeout: float = 15) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    pytest.fail("timed out")
+
+
+def _metric(port: int, name: str) -> float | None:
+    """A counter's value, or None while the page is not served yet."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def test_syslog_to_metrics_database_and_view(tmp_path: Path) -> None:
+    need(shutil.which("logger") is not None, "logger(1) is not installed (bsdutils)")
+    udp, http = _free_port(), _free_port()
+    db = tmp_path / "history.db"
+    view = io.StringIO()
+    options = postlens.WatchOptions(
+        listen=[f"udp://127.0.0.1:{udp}"], metrics=f"127.0.0.1:{http}", db=str(db), view=view,
+        year=time.gmtime().tm_year, tz="UTC",
+    )  # fmt: skip
+    stop = threading.Event()
+    watcher = threading.Thread(target=postlens.watch, args=(options, stop), daemon=True)
+    watcher.start()
+    try:
+        _until(lambda: _metric(http, "postfix_smtpd_connects_total") is not None)  # listening
+        for _ in range(3):
+            subprocess.run(["logger", "--server", "127.0.0.1", "--port", str(udp), "--udp", "--rfc5424",
+                            "-t", "postfix/smtpd", "--id=4242", SASL_FAIL], check=True)  # fmt: skip
+        _until(lambda: _metric(http, "postfix_smtpd_sasl_authentication_failures_total") == 3)
+    finally:
+        stop.set()
+        watcher.join(timeout=20)
+    assert not watcher.is_alive()
+    stored = list(postlens.history.stored_lines(str(db)))
+    assert len(stored) == 3 and all("SASL LOGIN authentication failed" in text for text in stored)
+    assert "auth failures" in view.getvalue()
+
+
+def test_a_followed_file_resumes_where_it_stopped(tmp_path: Path) -> None:
+    log, state = tmp_path / "mail.log", tmp_path / "state.json"
+    stamp = time.strftime("%b %e %H:%M:%S", time.gmtime())
+    log.write_text(f"{stamp} mx postfix/smtpd[1]: {SASL_FAIL}\n" * 2)
+    http = _free_port()
+
+    def run(expected: float) -> None:
+        options = postlens.WatchOptions(
+            paths=[str(log)], state=str(state), from_start=True, metrics=f"127.0.0.1:{http}", tz="UTC",
+            year=time.gmtime().tm_year,
+        )  # fmt: skip
+        stop = threading.Event()
+        watcher = threading.Thread(target=postlens.watch, args=(options, stop), daemon=True)
+        watcher.start()
+        try:
+            _until(lambda: _metric(http, "postfix_smtpd_sasl_authentication_failures_total") == expected)
+            time.sleep(1.5)  # nothing more arrives
+            assert _metric(http, "postfix_smtpd_sasl_authentication_failures_total") == expected
+        finally:
+            stop.set()
+            watcher.join(timeout=20)
+
+    run(2)
+    with log.open("a") as f:
+        f.write(f"{stamp} mx postfix/smtpd[1]: {SASL_FAIL}\n")
+    run(1)  # only the line added while it was stopped
+
+
+def test_the_live_view_counts_and_shows_alerts() -> None:
+    from postlens.events import EventParser
+    from postlens.lines import LineParser, YearGuess, zone
+
+    parser, events = LineParser(YearGuess(2026, None, zone("UTC")), zone("UTC")), EventParser()
+    live = Live()
+    for text in (
+        f"Nov  5 10:00:00 mx postfix/smtpd[1]: {SASL_FAIL}",
+        "Nov  5 10:00:01 mx postfix/smtp[2]: 1A2B3C: to=<a@slow.example>, relay=mx.slow.example[198.51.100.1]:25, "
+        "delay=1, delays=0/0/0/1, dsn=4.4.1, status=deferred (connect to mx.slow.example: Connection timed out)",
+    ):
+        line = parser.parse(text)
+        assert line is not None
+        ev = events.parse(line)
+        assert ev is not None
+        live.feed(ev)
+    live.alerts.append("CRITICAL logins 192.0.2.9")
+    out = io.StringIO()
+    live.draw(out)
+    text = out.getvalue()
+    assert "slow.example" in text and "CRITICAL logins 192.0.2.9" in text
+    rows = {r.split()[0]: r.split()[1:] for r in text.splitlines() if r.startswith(("deferred", "auth"))}
+    assert rows["deferred"] == ["1", "1"] and rows["auth"] == ["failures", "1", "1"]
