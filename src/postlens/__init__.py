@@ -22,8 +22,7 @@ from postlens.analyses.problems import ProblemsOptions
 from postlens.analyses.reasons import Rules
 from postlens.analyses.report import ReportOptions
 from postlens.analyses.security import SecurityOptions
-from postlens.checks import CHECKS, CheckResult
-from postlens.checks import check as run_check
+from postlens.checks import CHECKS, CheckResult, check
 from postlens.dates import moment, period
 from postlens.errors import InputError, PostlensError, UsageError
 from postlens.export import export as export_rows
@@ -433,28 +432,3 @@ def watch(options: WatchOptions, stop: threading.Event) -> None:
 
     follow(options, stop)
 
-
-def check(
-    name: str,
-    paths: list[str],
-    warning: str | None = None,
-    critical: str | None = None,
-    window: str | None = None,
-    *,
-    now: str | None = None,
-    queue_file: str | None = None,
-    year: int | None = None,
-    tz: str | None = None,
-    syslog_name: str | None = None,
-) -> CheckResult:
-    """One Nagios/Icinga check (docs/checks.md), what ``postlens check`` runs: ``name`` is one
-    of :data:`CHECKS`; ``warning`` and ``critical`` are threshold ranges (``10``, ``10:``,
-    ``~:10``, ``10:20``, ``@10:20``). The window checks count the last ``window`` (default 15m)
-    of the logs up to ``now``: ``"clock"`` (the default), ``"log"`` (the newest line) or a time;
-    ``silence`` reads all of them, ``queue`` the live queue or ``queue_file``. A problem it can
-    name is an UNKNOWN result, never an exception: ``result.line()`` is the plugin output and
-    ``result.status`` the exit code."""
-    return run_check(
-        name, paths, warning, critical, window, now=now, queue_file=queue_file, year=year, tz=tz,
-        syslog_name=syslog_name,
-    )  # fmt: skip

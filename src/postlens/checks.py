@@ -166,8 +166,14 @@ def check(
     tz: str | None = None,
     syslog_name: str | None = None,
 ) -> CheckResult:
-    """Run the check ``name``; a problem it can name (bad options, a log that cannot be read)
-    is an UNKNOWN result with that problem as its text, never an exception."""
+    """One Nagios/Icinga check (docs/checks.md), what ``postlens check`` runs: ``name`` is one
+    of :data:`CHECKS`; ``warning`` and ``critical`` are threshold ranges (``10``, ``10:``,
+    ``~:10``, ``10:20``, ``@10:20``). The window checks count the last ``window`` (default 15m)
+    of the logs up to ``now``: ``"clock"`` (the default), ``"log"`` (the newest line) or a time;
+    ``silence`` reads all of them, ``queue`` the live queue or ``queue_file``. A problem it can
+    name (bad options, a log that cannot be read) is an UNKNOWN result with that problem as its
+    text, never an exception: ``result.line()`` is the plugin output and ``result.status`` the
+    exit code."""
     try:
         return _check(name, paths, warning, critical, window, now, queue_file, year, tz, syslog_name)
     except PostlensError as e:
