@@ -142,3 +142,15 @@ def test_a_sender_burst_and_a_deferral_storm_are_found(four_days: tuple[Path, Pa
     assert top["messages"] >= truth["deferred_messages"]
     assert top["previous"]["messages"] < top["messages"]
     json.dumps(problems)
+
+
+def test_anomalies_take_their_baseline_from_the_history_database(
+    four_days: tuple[Path, Path, Any], tmp_path: Path
+) -> None:
+    everything = str(four_days[1])
+    db = str(tmp_path / "history.db")
+    postlens.ingest([everything], db=db, keep_days=0, year=2026, tz="UTC")
+    from_db, _ = postlens.anomalies([], db=db, date="2026-03-05", tz="UTC")
+    from_log, _ = postlens.anomalies([everything], year=2026, date="2026-03-05", tz="UTC")
+    assert from_db["anomalies"] == from_log["anomalies"]
+    assert {a["start"] for a in from_db["anomalies"]} == {"2026-03-05T10:00:00Z"}
