@@ -61,7 +61,7 @@ def default_state() -> str:
 class Live:
     """What the terminal view shows: totals, the last minute, top deferred domains, alerts."""
 
-    KINDS = ("received", "delivered", "deferred", "bounced", "rejected", "auth failures")
+    KINDS = ("smtpd accepted", "delivered", "deferred", "bounced", "rejected", "auth failures")
 
     def __init__(self) -> None:
         self.totals: Counter[str] = Counter()
@@ -84,7 +84,7 @@ class Live:
         elif isinstance(ev, AuthFailure):
             kind = "auth failures"
         elif isinstance(ev, Arrival):
-            kind = "received"
+            kind = "smtpd accepted"
         if kind:
             self.totals[kind] += 1
             self.recent.append((ts, kind))
