@@ -22,6 +22,7 @@ from postlens.analyses.problems import ProblemsOptions
 from postlens.analyses.reasons import Rules
 from postlens.analyses.report import ReportOptions
 from postlens.analyses.security import SecurityOptions
+from postlens.anonymize import AnonymizeOptions, AnonymizeResult, anonymize_files, load_key
 from postlens.checks import CHECKS, CheckResult, check
 from postlens.dates import moment, period
 from postlens.errors import InputError, PostlensError, UsageError
@@ -53,6 +54,7 @@ __all__ = [
     "WatchOptions",
     "__version__",
     "anomalies",
+    "anonymize",
     "check",
     "check_rbl",
     "compiled",
@@ -432,3 +434,30 @@ def watch(options: WatchOptions, stop: threading.Event) -> None:
 
     follow(options, stop)
 
+
+def anonymize(
+    paths: list[str],
+    output: str | None = None,
+    *,
+    key: str,
+    new_key: bool = False,
+    own_domains: Sequence[str] = (),
+    keep_domains: bool = False,
+    keep_prefix: bool = False,
+    keep_nets: Sequence[str] = (),
+    year: int | None = None,
+    tz: str | None = None,
+    syslog_name: str | None = None,
+) -> tuple[AnonymizeResult, list[InputError]]:
+    """Rewrite the logs with keyed pseudonyms for every address, host name, login, Message-ID
+    and header text, to ``output`` (stdout when None; .gz, .bz2, .xz or .zst compress), as
+    ``postlens anonymize`` does (docs/anonymize.md). ``key`` is the key file (made, 32 random
+    bytes readable by its owner alone, with ``new_key`` when it does not exist). Returns the
+    lines written and the inputs that could not be read."""
+    _zone(tz)  # a bad zone is said before the output is begun
+    options = AnonymizeOptions(
+        own_domains=tuple(own_domains), keep_domains=keep_domains, keep_prefix=keep_prefix,
+        keep_nets=tuple(keep_nets),
+    )  # fmt: skip
+    secret = load_key(key, create=new_key)
+    return anonymize_files(paths, output, secret, options, year=year, tz=tz, syslog_name=syslog_name)

@@ -716,3 +716,57 @@ def check(name: str, paths: tuple[str, ...], **opts: Any) -> None:
     except Exception as e:  # a traceback's exit code 1 would read as WARNING: any failure is UNKNOWN
         result = check_unknown(name, f"unexpected {type(e).__name__}: {e}")
     _plugin_exit(result)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1)
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE",
+    help="Write here (whole or not at all; .gz, .bz2, .xz, .zst compress) instead of stdout.",
+)
+@click.option("--key", metavar="FILE", help="The secret key file.  [key_file in [anonymize] of the config]")
+@click.option("--new-key", is_flag=True, help="Make the key file (32 random bytes, mode 0600) if missing.")
+@click.option(
+    "--own-domain",
+    "own_domains",
+    multiple=True,
+    metavar="DOMAIN",
+    help="Our own domain: kept in addresses and host names (repeatable).",
+)
+@click.option("--keep-domains", is_flag=True, help="Keep the domain of every e-mail address.")
+@click.option("--keep-prefix", is_flag=True, help="IP pseudonyms keep shared prefixes: subnets stay subnets.")
+@click.option(
+    "--keep-net",
+    "keep_nets",
+    multiple=True,
+    metavar="NET",
+    help="Keep the addresses of this network as they are, like loopback (repeatable).",
+)
+@click.option("--year", type=int, help="Year of the first line for stamps without one (default: file time).")
+@click.option("--tz", metavar="ZONE", help="Zone of stamps without one (default: local).")
+@click.option("--syslog-name", metavar="REGEX", help="A custom syslog_name, as a regular expression.")
+@click.option("--config", "config_path", metavar="FILE", help="The settings file (docs/config.md).")
+def anonymize(paths: tuple[str, ...], config_path: str | None, key: str | None, **opts: Any) -> None:
+    """Rewrite mail logs with keyed pseudonyms for every address, host name, login,
+    Message-ID and header text, keeping them valid Postfix logs that report the same
+    (docs/anonymize.md).
+
+    The same key gives a value the same pseudonym in every file and run; without the key
+    nobody can reverse one or confirm a guess. PATHS are read like report's.
+    """
+    conf = _settings(config_path, "anonymize")
+    key = key or conf.get("key_file")
+    if not key:
+        _fail("give the key: --key FILE (--new-key makes one), or key_file in [anonymize]", EXIT_USAGE)
+    opts["own_domains"] = _many(opts["own_domains"]) or tuple(str(d) for d in conf.get("own_domains", ()))
+    opts["keep_nets"] = _many(opts["keep_nets"]) or tuple(str(n) for n in conf.get("keep_nets", ()))
+    targets = _targets(paths, False)
+    result, problems = _run(lambda: postlens.anonymize(targets, key=key, **opts))
+    from postlens.anonymize import key_is_private  # imported by then; not at the start of every command
+
+    if not key_is_private(key):
+        click.echo(f"postlens: warning: others than its owner can read the key {key}; chmod 600 it", err=True)
+    click.echo(f"postlens: {result.lines} lines anonymised from {result.inputs} inputs", err=True)
+    _problems(problems)

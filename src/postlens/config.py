@@ -21,7 +21,9 @@ SEARCH_PATH = ("~/.config/postlens/config.toml", "/etc/postlens/config.toml")
 
 # section -> setting -> the type its value must have
 KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "history": {"db": str},
+    # key_file: store pseudonyms made with this key instead of the lines as read (docs/anonymize.md)
+    "history": {"db": str, "key_file": str},
+    "anonymize": {"key_file": str, "own_domains": list, "keep_nets": list},
     "problems": {"rules": str},
     "security": {
         "allow": list,

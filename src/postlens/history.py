@@ -21,13 +21,14 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from postlens import config
+from postlens.anonymize import history_rewriter
 from postlens.errors import EXIT_DATABASE, InputError, PostlensError
 from postlens.lines import Line, LineParser, YearGuess, zone
 from postlens.lookup import line_keys, narrowed_lines
@@ -293,7 +294,7 @@ class IngestResult:
 
 
 def _ingest_source(db: Store, source: Source, year: int | None, tz: Any, horizon: float,
-                   result: IngestResult) -> None:  # fmt: skip
+                   result: IngestResult, private: Callable[[Line], Line] | None = None) -> None:  # fmt: skip
     identity = fingerprint(source)
     if identity is None:
         return
@@ -318,6 +319,8 @@ def _ingest_source(db: Store, source: Source, year: int | None, tz: Any, horizon
                 if line is None or line.ts < horizon:
                     result.skipped += 1
                     continue
+                if private is not None:
+                    line = private(line)
                 _add_row(line, batch, keys)
                 if len(batch) >= 5000:
                     added += _store(db, batch, keys)
@@ -343,14 +346,28 @@ def _add_row(line: Line, batch: list[tuple[Any, ...]], keys: list[tuple[Any, ...
     keys.extend(found)
 
 
-def store_lines(db_path: str, lines: list[Line]) -> int:
-    """Store lines that come from no file (the journal, a syslog listener): ``watch`` uses this."""
+def store_lines(db_path: str, lines: list[Line], keep_days: int = DEFAULT_KEEP_DAYS) -> int:
+    """Store lines that come from no file (the journal, a syslog listener): ``watch`` uses this.
+    Retention as in :func:`ingest`: with nothing else ingesting, nothing else would prune."""
+    private = _private_lines()
+    horizon = time.time() - keep_days * 86400 if keep_days > 0 else float("-inf")
     batch: list[tuple[Any, ...]] = []
     keys: list[tuple[Any, ...]] = []
     for line in lines:
-        _add_row(line, batch, keys)
-    with connect(db_path, create=True) as db, db.writing():
-        return _store(db, batch, keys)
+        if line.ts >= horizon:
+            _add_row(line if private is None else private(line), batch, keys)
+    with connect(db_path, create=True) as db:
+        with db.writing():
+            stored = _store(db, batch, keys)
+        if keep_days > 0:
+            _prune(db, horizon)
+    return stored
+
+
+def _private_lines() -> Callable[[Line], Line] | None:
+    """With ``key_file`` in the settings' [history], what makes a line's pseudonymised copy
+    (docs/anonymize.md): the database then holds no address, login or host name as read."""
+    return history_rewriter(config.load())
 
 
 _LINE_COLUMNS = ("ts", "host", "proc", "qid", "text")
@@ -401,10 +418,11 @@ def ingest(
     now = time.time() if now is None else now
     horizon = now - keep_days * 86400 if keep_days > 0 else float("-inf")
     result = IngestResult()
+    private = _private_lines()
     with connect(db_path, create=True) as db:
         for source in sources:
             try:
-                _ingest_source(db, source, year, zone(tz), horizon, result)
+                _ingest_source(db, source, year, zone(tz), horizon, result, private)
             except InputError as e:
                 problems.append(e)
             except OSError as e:
