@@ -27,6 +27,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from postlens.analyses.problems import REJECTS
 from postlens.analyses.reasons import Rules, split_reply
 from postlens.errors import UsageError
 from postlens.events import (
@@ -66,8 +67,6 @@ RANK_BUCKETS = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0)
 STAGES = ("before_queue_manager", "queue_manager", "connection_setup", "transmission")
 # the queues postfix_exporter always shows once it has read the queue (Postfix 3's showq)
 QUEUES = ("active", "deferred", "hold", "incoming", "maildrop")
-# the reject actions whose reply is a refusal, as `postlens problems` counts them
-REJECTS = frozenset(("reject", "milter-reject", "proxy-reject"))
 STATUSES = ("sent", "deferred", "bounced")  # shown at 0 from the start, so ratios are defined
 
 OTHER = "other"  # the label value of the domains without one of their own

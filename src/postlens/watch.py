@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from postlens import history
+from postlens.analyses.problems import REJECTS
 from postlens.errors import PostlensError
 from postlens.events import Arrival, AuthFailure, Delivery, Event, EventParser, Reject
 from postlens.lines import LineParser, YearGuess, zone
 from postlens.messages import hop_target
+from postlens.render import clean
 
 TICK = 1.0  # seconds between alert evaluations, redraws and position saves
 DB_EVERY = 10.0  # seconds between history writes
@@ -79,7 +81,7 @@ class Live:
             kind = {"sent": "delivered", "deferred": "deferred", "bounced": "bounced"}.get(ev.status, "")
             if kind == "deferred":
                 self.deferred_domains[ev.to.rpartition("@")[2].lower()] += 1
-        elif isinstance(ev, Reject) and ev.action in ("reject", "milter-reject", "proxy-reject"):
+        elif isinstance(ev, Reject) and ev.action in REJECTS:
             kind = "rejected"
         elif isinstance(ev, AuthFailure):
             kind = "auth failures"
@@ -98,8 +100,6 @@ class Live:
         rows += ["", "top deferred domains"]
         rows += [f"  {d:40} {n}" for d, n in self.deferred_domains.most_common(5)] or ["  none"]
         rows += ["", "recent alerts"] + ([f"  {a}" for a in self.alerts] or ["  none"])
-        from postlens.render import clean
-
         out.write("\x1b[H\x1b[2J" + "\n".join(clean(r) for r in rows) + "\n")
         out.flush()
 
