@@ -82,6 +82,25 @@ IP_RELAY = "127.0.0.4"  # relay attempts -> "Relay access denied"
 IP_UNKNOWN = "127.0.0.5"  # unknown local recipients -> "User unknown in local recipient table"
 IP_BAD_SENDER = "127.0.0.6"  # blocked sender domain -> reject at MAIL
 IP_SUBMIT = "127.0.0.7"  # successful SASL submissions
+IP_HOSTILE = "127.0.0.8"  # the hostile traffic (Sizes.hostile): markup in HELO, addresses, replies
+
+# Text that strangers control, with HTML/script markup, for the hostile traffic kind
+# (Sizes.hostile). Each string is logged verbatim by Postfix (see docs/lab.md).
+# smtpd replaces space and < > ( ) \ " ; @ in a HELO name with "?" (a HELO of
+# <script>window.pwned_helo=1</script> is logged as helo=<?script?window.pwned_helo=1?/script?>),
+# so the HELO breaks out of a single-quoted HTML attribute instead: logged verbatim as helo=<...>
+HOSTILE_HELO = "x'onmouseover='window.pwned_helo=1'"
+HOSTILE_SENDER = '"<img src=x onerror=window.pwned_addr=1>"@accept.test'  # from=<...>, to=<...>
+HOSTILE_RCPT = '"<svg onload=window.pwned_rcpt=1>"@lab.test'  # rejected: unknown local user
+# smtpd's reply to it names the address unquoted (its internal form)
+HOSTILE_RCPT_REPLY = (
+    "550 5.1.1 <<svg onload=window.pwned_rcpt=1>@lab.test>: Recipient address rejected: "
+    "User unknown in local recipient table"
+)
+HOSTILE_DOMAIN = "hostile.test"  # its sink defers every RCPT with HOSTILE_REPLY
+HOSTILE_REPLY = "451 4.7.1 <script>window.pwned_reply=1</script> try later"
+HOSTILE_BOUNCE_DOMAIN = "hostile-bounce.test"  # its sink refuses every RCPT: HOSTILE_BOUNCE_REPLY
+HOSTILE_BOUNCE_REPLY = "550 5.7.1 <img src=x onerror=window.pwned_bounce=1> go away"
 
 
 class LabError(RuntimeError):
@@ -324,6 +343,11 @@ class Sizes:
     auth_burst: dict[str, int] = field(default_factory=dict)
     # deferral storm: n extra messages to distinct recipients storm001 .. stormNNN@defer.test
     defer_storm: int = 0
+    # hostile text: n messages from 127.0.0.8 with HELO HOSTILE_HELO and sender HOSTILE_SENDER,
+    # each to HOSTILE_RCPT (rejected at RCPT: the reject line logs the HELO), hNNN@hostile.test
+    # (deferred, the sink's reply is HOSTILE_REPLY) and hNNN@hostile-bounce.test (bounced with
+    # HOSTILE_BOUNCE_REPLY; the notice goes back to HOSTILE_SENDER at the accept sink)
+    hostile: int = 0
 
     def __post_init__(self) -> None:
         # JSON (--sizes-json, truth["sizes"]) brings lists where tuples are declared
@@ -413,6 +437,7 @@ class Msg:
     phase: str = "main"  # expire | main
     filtered: bool = False  # passes the content filter (two queue IDs)
     accepted: bool = True  # the client gets 250 at end of DATA
+    helo: str = ""  # the EHLO name; "" means clientN.lab-clients.test (N: the IP's last byte)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -440,7 +465,7 @@ def build_plan(sizes: Sizes) -> Plan:
     unknown_users = set(sizes.auth_users) - set(LOCAL_USERS)
     if unknown_users:
         raise ValueError(f"auth_users must be among {LOCAL_USERS}: {sorted(unknown_users)}")
-    fixed = {IP_NORMAL, IP_RELAY, IP_UNKNOWN, IP_BAD_SENDER, IP_SUBMIT}
+    fixed = {IP_NORMAL, IP_RELAY, IP_UNKNOWN, IP_BAD_SENDER, IP_SUBMIT, IP_HOSTILE}
     client_groups = {
         "blocked_client_ips": set(sizes.blocked_client_ips),
         "auth_fail": set(sizes.auth_fail),
@@ -467,8 +492,10 @@ def build_plan(sizes: Sizes) -> Plan:
     bad_burst = set(sizes.auth_burst) - set(LOCAL_USERS)
     if bad_burst:
         raise ValueError(f"auth_burst users must be among {LOCAL_USERS}: {sorted(bad_burst)}")
-    if sizes.defer_storm < 0:
-        raise ValueError(f"defer_storm: a count >= 0, not {sizes.defer_storm}")
+    for what in ("defer_storm", "hostile"):
+        n = getattr(sizes, what)
+        if not isinstance(n, int) or n < 0:
+            raise ValueError(f"{what}: a count >= 0, not {n!r}")
     msgs: list[Msg] = []
     counter = Counter()
 
@@ -592,6 +619,17 @@ def build_plan(sizes: Sizes) -> Plan:
             )
     for k in range(1, sizes.defer_storm + 1):
         add("defer_storm", notice_sender(k), {f"storm{k:03d}@defer.test": DEFERRED})
+    for k in range(1, sizes.hostile + 1):
+        add(
+            "hostile",
+            HOSTILE_SENDER,
+            {f"h{k:03d}@{HOSTILE_DOMAIN}": DEFERRED, f"h{k:03d}@{HOSTILE_BOUNCE_DOMAIN}": BOUNCED},
+            # the rejected recipient first: "NOQUEUE: reject: RCPT ... helo=<HOSTILE_HELO>"
+            all_rcpts=[HOSTILE_RCPT, f"h{k:03d}@{HOSTILE_DOMAIN}", f"h{k:03d}@{HOSTILE_BOUNCE_DOMAIN}"],
+            rejected_rcpts=[HOSTILE_RCPT],
+            ip=IP_HOSTILE,
+            helo=HOSTILE_HELO,
+        )
 
     relay = [(ext_sender(i), f"victim{i % 5}@outside.example") for i in range(sizes.relay_denied)]
     unknown = [(ext_sender(i), f"nobody{i % 6}@{LOCAL_DOMAIN}") for i in range(sizes.unknown_local)]
@@ -734,10 +772,35 @@ def compute_truth(plan: Plan) -> dict[str, Any]:
         "auth_successes": auth_block(successes),
         "auth_guessed": {ip: user for ip, (_n, user) in sorted(sizes.auth_guess.items())},
         "auth_burst": {u: n for u, n in sorted(sizes.auth_burst.items()) if n},
+        "hostile": _hostile_truth(sizes),
         "received_by_source": dict(sorted(received_by.items())),
         "filter_hops": filter_hops,
         "queue_at_end": {"deferred": queue_deferred, "hold": queue_hold},
         "sizes": sizes.to_dict(),
+    }
+
+
+def _hostile_truth(sizes: Sizes) -> dict[str, Any]:
+    """The strings the hostile traffic injects, as Postfix logs them, and its counts;
+    {} when there is none."""
+    n = sizes.hostile
+    if not n:
+        return {}
+    return {
+        "client": IP_HOSTILE,
+        "helo": HOSTILE_HELO,
+        "address": HOSTILE_SENDER,
+        "rejected_rcpt": HOSTILE_RCPT,
+        "reject_reply": HOSTILE_RCPT_REPLY,
+        "reply": HOSTILE_REPLY,
+        "bounce_reply": HOSTILE_BOUNCE_REPLY,
+        "defer_domain": HOSTILE_DOMAIN,
+        "bounce_domain": HOSTILE_BOUNCE_DOMAIN,
+        "messages": n,
+        "rejects": n,
+        "deferrals": n * (1 + sizes.retry_rounds),
+        "bounced": n,
+        "notifications": n,
     }
 
 
@@ -868,7 +931,7 @@ class LogCounter:
     """Counts delivery statuses in a growing log file (complete lines only).
 
     Also SASL: "sasl_fail" and "sasl_fail IP" (failed logins), "sasl_ok" and "sasl_ok USER"
-    (messages with sasl_username=)."""
+    (messages with sasl_username=), and "hostile_helo" (lines with helo=<HOSTILE_HELO>)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -905,6 +968,8 @@ class LogCounter:
                 self.counts["reload"] += 1
             elif "daemon started -- version" in line:
                 self.counts["started"] += 1
+            if f" helo=<{HOSTILE_HELO}>" in line:  # the hostile traffic's reject lines
+                self.counts["hostile_helo"] += 1
             if " fatal: " in line or " panic: " in line:
                 self.counts["fatal"] += 1
                 self.fatal_line = line
@@ -960,7 +1025,9 @@ class Lab:
             self.defer_port,
             self.bounce_port,
             self.refused_port,
-        ) = _free_ports(7)
+            self.hostile_port,
+            self.hostile_bounce_port,
+        ) = _free_ports(9)
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._postfix_started = False
         self._made_devlog = False
@@ -1015,7 +1082,10 @@ class Lab:
             "inet_protocols": "ipv4",
             # nobody is trusted by IP: normal mail relies on relay_domains, submissions on SASL
             "mynetworks": "",
-            "relay_domains": "accept.test, defer.test, bounce.test, refused.test, filter.test",
+            "relay_domains": (
+                "accept.test, defer.test, bounce.test, refused.test, filter.test, "
+                f"{HOSTILE_DOMAIN}, {HOSTILE_BOUNCE_DOMAIN}"
+            ),
             "transport_maps": f"hash:{e}/transport",
             "alias_maps": f"hash:{e}/aliases",
             "alias_database": f"hash:{e}/aliases",
@@ -1140,6 +1210,8 @@ class Lab:
             f"defer.test {sink.format(self.defer_port)}\n"
             f"bounce.test {sink.format(self.bounce_port)}\n"
             f"refused.test {sink.format(self.refused_port)}\n"
+            f"{HOSTILE_DOMAIN} {sink.format(self.hostile_port)}\n"
+            f"{HOSTILE_BOUNCE_DOMAIN} {sink.format(self.hostile_bounce_port)}\n"
         )
         aliases = (
             "".join(f"{u}: {self.maildir / u}/\n" for u in (*LOCAL_USERS, "postmaster"))
@@ -1200,13 +1272,18 @@ class Lab:
                                    f"127.0.0.1:{self.defer_port}", "256"])  # fmt: skip
         self._spawn("sink-bounce", [*base, "-f", "RCPT", "-B", "550 5.1.1 User unknown",
                                     f"127.0.0.1:{self.bounce_port}", "256"])  # fmt: skip
+        self._spawn("sink-hostile", [*base, "-r", "RCPT", "-b", HOSTILE_REPLY,
+                                     f"127.0.0.1:{self.hostile_port}", "256"])  # fmt: skip
+        self._spawn("sink-hostile-bounce", [*base, "-f", "RCPT", "-B", HOSTILE_BOUNCE_REPLY,
+                                            f"127.0.0.1:{self.hostile_bounce_port}", "256"])  # fmt: skip
         self._spawn(
             "filter",
             [sys.executable, str(Path(__file__).resolve()), "filter",
              str(self.filter_port), str(self.reinject_port), str(self.root)],
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
         )  # fmt: skip
-        for port in (self.accept_port, self.defer_port, self.bounce_port, self.filter_port):
+        for port in (self.accept_port, self.defer_port, self.bounce_port, self.filter_port,
+                     self.hostile_port, self.hostile_bounce_port):  # fmt: skip
             _wait_port(port)
 
     def _dovecot_conf(self) -> str:
@@ -1469,11 +1546,11 @@ mail.* action(type="omfile" file="{self.log_path}")
 
     # ---- sending -----------------------------------------------------------------------
 
-    def _connect(self, ip: str) -> smtplib.SMTP:
+    def _connect(self, ip: str, helo: str = "") -> smtplib.SMTP:
         s = smtplib.SMTP(timeout=60)
         s.source_address = (ip, 0)
         s.connect("127.0.0.1", self.smtpd_port)
-        s.ehlo(f"client{ip.rsplit('.', 1)[1]}.lab-clients.test")
+        s.ehlo(helo or f"client{ip.rsplit('.', 1)[1]}.lab-clients.test")
         return s
 
     @staticmethod
@@ -1486,11 +1563,11 @@ mail.* action(type="omfile" file="{self.log_path}")
         ).encode()
 
     def send_batch(self, msgs: list[Msg]) -> None:
-        """Send messages sharing one source IP and one login over one SMTP connection."""
+        """Send messages sharing one source IP, EHLO name and login over one SMTP connection."""
         if not msgs:
             return
         first = msgs[0]
-        s = self._connect(first.ip)
+        s = self._connect(first.ip, first.helo)
         try:
             if first.auth:
                 user, password, method = first.auth
@@ -1613,13 +1690,13 @@ class LabResult:
 
 def _send_all(lab: Lab, plan: Plan, msgs: list[Msg], workers: int, per_conn: int) -> None:
     batches: list[list[Msg]] = []
-    groups: dict[tuple[str, Any], list[Msg]] = {}
+    groups: dict[tuple[str, Any, str], list[Msg]] = {}
     pickups = []
     for m in msgs:
         if m.via == "pickup":
             pickups.append(m)
         else:
-            groups.setdefault((m.ip, m.auth), []).append(m)
+            groups.setdefault((m.ip, m.auth, m.helo), []).append(m)
     for group in groups.values():
         # interleave categories a little: a batch holds consecutive plan entries
         batches.extend(_chunks(group, per_conn))
@@ -1758,6 +1835,8 @@ def run_scenario(
         )
         expected.update({f"sasl_fail {ip}": n for ip, n in truth["auth_failures"]["by_ip"].items()})
         expected.update({f"sasl_ok {u}": n for u, n in truth["auth_successes"]["by_username"].items()})
+        if sizes.hostile:
+            expected["hostile_helo"] = truth["hostile"]["rejects"]  # one reject line each
         lab.wait_log(_reached(expected), "the planned delivery results", budget)
         for _ in range(sizes.retry_rounds):
             expected["deferred"] += _deferred_rcpts(plan)

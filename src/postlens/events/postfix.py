@@ -70,18 +70,20 @@ _CLEANUP_ACTION_RE = re.compile(
     r"milter-hold|milter-discard|milter-redirect|milter-header-[a-z]+|strip|proxy-reject): "
     r"(header|body|END-OF-MESSAGE|CONNECT|HELO|MAIL|RCPT|DATA)\b ?(.*)$"
 )
+# an address between <>: a quoted local part may hold ">" ("<img ...>"@example.com)
+_ADDR = r'([^>"]*(?:"[^"]*"[^>"]*)*)'
 _REPLY_RE = re.compile(r"(\d{3})[ -](?:(\d\.\d{1,3}\.\d{1,3}) )?(.*)$", re.S)
 # smtpd and cleanup separate the fields with spaces, postscreen with ", "
 _ENVELOPE_RE = re.compile(
-    r"(?:;|^) ?from=<([^>]*)>(?:,? to=<([^>]*)>)?(?:,? proto=[^\s,]+)?(?:,? helo=<([^>]*)>)?:?"
+    r"(?:;|^) ?from=<" + _ADDR + r">(?:,? to=<" + _ADDR + r">)?(?:,? proto=[^\s,]+)?(?:,? helo=<([^>]*)>)?:?"
 )
 _DELIVERY_RE = re.compile(
-    r"to=<([^>]*)>, (?:orig_to=<([^>]*)>, )?relay=([^,]+), (?:conn_use=\d+, )?delay=([\d.]+), "
+    r"to=<" + _ADDR + r">, (?:orig_to=<" + _ADDR + r">, )?relay=([^,]+), (?:conn_use=\d+, )?delay=([\d.]+), "
     r"(?:delays=([\d./]+), )?(?:dsn=([\d.]+), )?status=(\S+)(?: \((.*)\))?"
 )
-_QUEUED_RE = re.compile(r"from=<([^>]*)>, size=(\d+), nrcpt=(\d+)")
-_EXPIRED_RE = re.compile(r"from=<([^>]*)>, status=(force-expired|expired), returned to sender")
-_PICKUP_RE = re.compile(r"(?:uid=(\d+) )?(?:from|sender)=<([^>]*)>")
+_QUEUED_RE = re.compile(r"from=<" + _ADDR + r">, size=(\d+), nrcpt=(\d+)")
+_EXPIRED_RE = re.compile(r"from=<" + _ADDR + r">, status=(force-expired|expired), returned to sender")
+_PICKUP_RE = re.compile(r"(?:uid=(\d+) )?(?:from|sender)=<" + _ADDR + ">")
 _NOTICE_RE = re.compile(
     r"(sender|postmaster) (non-delivery|delivery status|delay|success) notification: (\S+)"
 )
