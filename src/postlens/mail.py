@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import smtplib
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -147,7 +147,7 @@ class ReportMail:
             sender=self.sender,
             recipients=list(self.recipients),
             text=render(result, "text", options),
-            html=render(result, "html", options),
+            html=render(result, "html", replace(options, scripts=False)),
         )
         send_mail(message, self.server)
 

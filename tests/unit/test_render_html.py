@@ -1,37 +1,46 @@
-"""The HTML page: sections, numbers, limits, escaping of hostile log text, no outside resources."""
+"""The HTML page: sections, numbers, limits, escaping of hostile log text, no outside resources,
+and the chart code it inlines (tests/web draws it in a real browser)."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
+import json
 import re
+from datetime import UTC, datetime
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from postlens.render import RenderOptions, charts, render
-from postlens.render.html import CSP, render_html
+from postlens.render.html import CSP, assets, render_html, script_json
 from postlens.render.markdown import TRAFFIC
+
+STATIC = Path(__file__).resolve().parents[2] / "src" / "postlens" / "web" / "static"
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(1)>'
 EVIL = f"{SCRIPT}{IMG}\x1b[31m"
 
-# Everything the page may contain: no script, no embedded or linked resource.
+# Everything the page may contain: no embedded or linked resource; scripts only inline (checked apart).
 ALLOWED_TAGS = {
     "html", "head", "meta", "title", "style", "body", "header", "nav", "main", "section", "h1", "h2",
     "h3", "p", "ol", "li", "a", "div", "table", "caption", "thead", "tbody", "tr", "th", "td",
-    "figure", "figcaption", "svg", "rect", "line", "text",
+    "figure", "figcaption", "svg", "rect", "text", "script",
 }  # fmt: skip
 
 SVG_ATTRIBUTES = {
     "class", "viewbox", "role", "aria-label", "font-family", "font-size", "fill", "x", "y", "width", "height",
-    "x1", "x2", "y1", "y2", "stroke", "text-anchor",
+    "text-anchor",
 }  # fmt: skip
 
 
 class Page(HTMLParser):
-    """A rendered page taken apart: every tag, the text, and each section's tables."""
+    """A rendered page taken apart: every tag, the text, each section's tables, and the
+    scripts (their attributes and text, which is not counted as the page's)."""
 
     def __init__(self, markup: str) -> None:
         super().__init__(convert_charrefs=True)
@@ -39,14 +48,18 @@ class Page(HTMLParser):
         self.text: list[str] = []
         self.titles: list[str] = []
         self.sections: dict[str, list[dict[str, Any]]] = {}
+        self.scripts: list[tuple[dict[str, str | None], str]] = []
         self._section = ""
         self._open: list[str] | None = None
+        self._raw: list[str] | None = None  # the text of a script or style element
         self.feed(markup)
         self.close()
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append((tag, dict(attrs)))
-        if tag == "section":
+        if tag in ("script", "style"):
+            self._raw = []
+        elif tag == "section":
             self._section = dict(attrs)["id"] or ""
             self.sections[self._section] = []
         elif tag == "table":
@@ -57,6 +70,11 @@ class Page(HTMLParser):
             self._open = []
 
     def handle_endtag(self, tag: str) -> None:
+        if self._raw is not None:
+            if tag == "script":
+                self.scripts.append((self.tags[-1][1], "".join(self._raw)))
+            self._raw = None
+            return
         if self._open is None:
             return
         text = "".join(self._open)
@@ -69,6 +87,9 @@ class Page(HTMLParser):
         self._open = None
 
     def handle_data(self, data: str) -> None:
+        if self._raw is not None:
+            self._raw.append(data)
+            return
         self.text.append(data)
         if self._open is not None:
             self._open.append(data)
@@ -78,6 +99,14 @@ class Page(HTMLParser):
         found = [t["rows"][1:] for t in self.sections[section] if t["caption"] == caption]
         assert len(found) == 1, f"{section}/{caption}: {len(found)} tables"
         return found[0]
+
+    def chart(self, name: str) -> dict[str, Any]:
+        """The data of chart ``name``: its element is there, and its JSON beside it."""
+        assert ("div", {"class": "chart", "data-chart": name}) in self.tags
+        found = [text for attrs, text in self.scripts if attrs.get("id") == f"{name}-data"]
+        assert len(found) == 1, f"{name}: {len(found)} data scripts"
+        data: dict[str, Any] = json.loads(found[0])
+        return data
 
 
 @pytest.fixture(scope="module")
@@ -264,10 +293,23 @@ def test_hand_built_numbers(hostile: dict[str, Any]) -> None:
 # -- safety ---------------------------------------------------------------------------------
 
 
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
 def test_hostile_text_is_escaped(hostile: dict[str, Any]) -> None:
     markup, page = _page(hostile, title=f"report {EVIL}", smtpd_stats=True)
-    assert "<script" not in markup
-    assert "<img" not in markup
+    # The only scripts are the chart code, whole, and the charts' data, with nothing of the log in it.
+    code = [text for attrs, text in page.scripts if not attrs]
+    data = [(attrs, text) for attrs, text in page.scripts if attrs]
+    assert code == list(assets().scripts)
+    assert data and all(attrs == {"type": "application/json", "id": attrs["id"]} for attrs, _ in data)
+    assert not [text for _, text in data if "alert" in text]
+    for script in assets().scripts:
+        markup = markup.replace(script, "")
+    assert markup.count("<script") == len(page.scripts)
+    assert markup.count("<script></script>") == len(code)
+    assert "<script>alert" not in markup and "<img" not in markup
     assert "\x1b" not in markup
     assert {tag for tag, _ in page.tags} <= ALLOWED_TAGS
     assert not [name for _, attrs in page.tags for name in attrs if name.startswith("on")]
@@ -275,6 +317,14 @@ def test_hostile_text_is_escaped(hostile: dict[str, Any]) -> None:
     text = "".join(page.text)
     assert text.count(SCRIPT + IMG) >= 40
     assert "&lt;script&gt;" in markup and "&quot;&gt;&lt;img" in markup
+
+
+def test_chart_data_cannot_close_its_script() -> None:
+    hostile = {"name": f"</script><script>window.pwned=1</script><!--{EVIL}&amp;", "values": [1]}
+    text = script_json(hostile)
+    assert not set(text) & set("<>&")
+    assert json.loads(text) == hostile
+    assert script_json({"x": [1.5, 2], "s": "\u2028"}) == '{"x":[1.5,2],"s":"\u2028"}'
 
 
 def test_hostile_text_in_chart_labels_and_tooltips(hostile: dict[str, Any]) -> None:
@@ -292,12 +342,19 @@ def test_nothing_loaded_from_anywhere(busy: dict[str, Any], hostile: dict[str, A
         metas = [attrs for tag, attrs in page.tags if tag == "meta" and "http-equiv" in attrs]
         assert metas == [{"http-equiv": "Content-Security-Policy", "content": CSP}]
         assert "default-src 'none'" in CSP
+        # Scripts run only if they are the chart code, known by its hashes; none is fetched.
+        code = [text for attrs, text in page.scripts if not attrs]
+        assert CSP.endswith("; script-src " + " ".join(_sha256(text) for text in code))
+        assert "'unsafe-inline'" not in CSP.partition("script-src")[2]
         refs = [v for _, attrs in page.tags for k, v in attrs.items() if k in ("src", "href", "xlink:href")]
         assert all(v and v.startswith("#") for v in refs)
         assert "url(" not in markup and "@import" not in markup
         assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", markup)
-    # This log text has no web address in it, so none may appear at all.
+    # This log text has no web address in it, so none may appear at all, but for the name of
+    # uPlot's home in its own code.
     markup = render_html(hostile, RenderOptions())
+    for script in assets().scripts:
+        markup = markup.replace(script, "")
     assert "http://" not in markup and "https://" not in markup
 
 
@@ -310,13 +367,11 @@ def test_deterministic(busy: dict[str, Any], hostile: dict[str, Any]) -> None:
 # -- charts ---------------------------------------------------------------------------------
 
 
-def test_charts_escape_and_are_deterministic() -> None:
-    series = [charts.Series(EVIL, (1.0, 2.0), "#000")]
+def test_category_charts_escape_and_are_deterministic() -> None:
     for svg in (
-        charts.bar_chart(["a", EVIL], series, title=EVIL),
-        charts.bar_chart(["a", EVIL], series, title=EVIL, stacked=True),
         charts.hbar_chart([(EVIL, 3.0)], title=EVIL),
         charts.share_bar([(EVIL, 1.0), ("b", 3.0)], title=EVIL),
+        charts.heat_map([(EVIL, (1.0, 0.0))], ["a", EVIL], title=EVIL),
     ):
         assert "<script" not in svg and "<img" not in svg and "\x1b" not in svg
         assert " id=" not in svg
@@ -325,23 +380,71 @@ def test_charts_escape_and_are_deterministic() -> None:
         # The title survives whole inside its attribute: no quote broke out of it.
         assert tags[0][1]["aria-label"] == EVIL.replace("\x1b", "\\x1b")
         assert {name for _, attrs in tags for name in attrs} <= SVG_ATTRIBUTES
-    again = charts.bar_chart(("a", "b"), list(series), title="t")
-    assert charts.bar_chart(["a", "b"], series, title="t") == again
+    again = charts.hbar_chart((("a", 1.0), ("b", 2.0)), title="t")
+    assert charts.hbar_chart([("a", 1.0), ("b", 2.0)], title="t") == again
 
 
-def test_nice_ticks() -> None:
-    assert charts.nice_ticks(0) == [0.0, 1.0]
-    assert charts.nice_ticks(800) == [0, 200, 400, 600, 800]
-    assert charts.nice_ticks(7)[-1] >= 7
-    assert charts.nice_ticks(0.07)[-1] >= 0.07
+def test_traffic_charts_are_drawn_by_the_chart_code(busy: dict[str, Any]) -> None:
+    markup, page = _page(busy)
+    data = page.chart("per-hour")
+    # Hours of the day, on no day in particular; the values are the table's.
+    assert data["kind"] == "lines" and data["xformat"] == "time" and data["tz"] == "UTC"
+    assert data["x"] == [h * 3600 for h in range(24)] and data["step"] == 3600
+    assert [s["name"] for s in data["series"]] == list(TRAFFIC)
+    rows = page.table("per-hour")
+    for i, s in enumerate(data["series"]):
+        assert [f"{v:,}" for v in s["values"]] == [row[i + 1] for row in rows]
+    # The category charts stay SVG.
+    sections = dict(re.findall(r'<section id="([^"]+)">(.*?)</section>', markup, re.DOTALL))
+    assert "<svg" not in sections["per-hour"]
+    for key in ("delivery-domains", "receiving-domains", "weekly", "delays"):
+        assert '<svg class="chart"' in sections[key]
+
+
+def test_per_day_chart_has_every_day(multi_day: dict[str, Any]) -> None:
+    _, page = _page(multi_day)
+    data = page.chart("per-day")
+    days = [row["date"] for row in multi_day["per_day"]]
+    assert data["kind"] == "lines" and data["step"] == 86400 and "xformat" not in data
+    first = int(datetime.fromisoformat(days[0]).replace(tzinfo=UTC).timestamp())
+    last = int(datetime.fromisoformat(days[-1]).replace(tzinfo=UTC).timestamp())
+    assert data["x"] == list(range(first, last + 1, 86400))
+    # A day the log has no row for had no traffic: 0, not a gap.
+    received = dict(zip(data["x"], data["series"][0]["values"], strict=True))
+    for x, v in received.items():
+        day = datetime.fromtimestamp(x, UTC).date().isoformat()
+        row = next((r for r in multi_day["per_day"] if r["date"] == day), None)
+        assert v == (row["received"] if row else 0)
 
 
 def test_many_days_are_stacked(multi_day: dict[str, Any]) -> None:
     result = copy.deepcopy(multi_day)
     row = result["per_day"][0]
     result["per_day"] = [{**row, "date": f"2024-{m:02d}-{d:02d}"} for m in (1, 2) for d in range(1, 29)]
-    markup, _ = _page(result)
-    per_day = markup[markup.index('<section id="per-day">') : markup.index('<section id="per-hour">')]
-    # Stacked: one slot per day, its bars sharing an x.
-    xs = re.findall(r'<rect x="([\d.]+)" [^>]*fill="#[0-9a-f]{6}"><title>', per_day)
-    assert len(set(xs)) == 56
+    _, page = _page(result)
+    data = page.chart("per-day")
+    assert data["kind"] == "stacked"
+    assert len(data["x"]) == 31 + 28  # January 29th to 31st too, at 0
+    assert [s["values"][28] for s in data["series"]] == [0] * len(TRAFFIC)
+    assert [s["values"][0] for s in data["series"]] == [row[f] for f in TRAFFIC]
+
+
+def test_inlines_the_dashboards_chart_code(busy: dict[str, Any]) -> None:
+    markup, page = _page(busy)
+    vendor = STATIC / "vendor"
+    code = [text for attrs, text in page.scripts if not attrs]
+    assert code == [(vendor / "uPlot.iife.min.js").read_text(), (STATIC / "charts.js").read_text()]
+    assert f"<style>{(vendor / 'uPlot.min.css').read_text()}</style>" in markup
+    # uPlot's version and licence go with it.
+    assert "<!-- uplot 1.6.32, the chart library below:\nThe MIT License (MIT)" in markup
+    assert (vendor / "VERSION").read_text() == "uplot 1.6.32\n"
+
+
+def test_chart_colours_are_the_category_charts() -> None:
+    js = (STATIC / "charts.js").read_text()
+    palette = re.search(r"const PALETTE = \[([^\]]*)\]", js)
+    assert palette and re.findall(r'"(#[0-9a-f]{6})"', palette.group(1)) == list(charts.PALETTE)
+    statuses = re.search(r"const STATUS_COLORS = \{([^}]*)\}", js)
+    assert statuses and dict(re.findall(r'(\w+): "(#[0-9a-f]{6})"', statuses.group(1))) == dict(
+        zip(TRAFFIC, charts.PALETTE, strict=False)
+    )

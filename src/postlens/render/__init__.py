@@ -37,6 +37,9 @@ class RenderOptions:
     no_no_size: bool = False
     by_host: bool = False  # the grand totals of each mail server too
     title: str = "postlens report"
+    # HTML: False for mail programs, which run no script: the charts over time (drawn by
+    # script) are left out with their code; their tables and the SVG charts stay
+    scripts: bool = True
 
 
 def limit(rows: list[Any], n: int) -> list[Any]:

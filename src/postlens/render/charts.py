@@ -1,5 +1,7 @@
-"""Inline SVG charts drawn in Python: no script, no external asset, and the same input
-always gives the same bytes (no generated ids, no timestamps, fixed number formatting).
+"""Inline SVG charts of categories, drawn in Python: no script, no external asset, and the
+same input always gives the same bytes (no generated ids, no timestamps, fixed number
+formatting). The HTML report and the web dashboard both use them; charts over time are
+drawn in the browser by ``postlens/web/static/charts.js`` instead.
 
 Callers pass plain text; every label is cleaned of control characters and escaped here,
 in <text>, <title> and attributes alike. Charts carry no ``xmlns``: they are meant to sit
@@ -10,53 +12,21 @@ units and a chart scales to its container's width.
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from postlens.render import clean
 
-# Colour-blind-safe (Tableau 10); traffic keeps one colour per status on every chart.
+# Colour-blind-safe (Tableau 10); charts.js has the same, and gives its first five to statuses.
 PALETTE = ("#4e79a7", "#59a14f", "#f28e2b", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#9c755f")
-STATUS_COLORS = {
-    "received": "#4e79a7",
-    "delivered": "#59a14f",
-    "deferred": "#f28e2b",
-    "bounced": "#e15759",
-    "rejected": "#b07aa1",
-}
 INK = "#374151"
-GRID = "#e5e7eb"
 _CHAR_W = 6.2  # average advance of an 11px sans-serif glyph, to keep labels from overlapping
 _LABEL_CHARS = 34
 
 Format = Callable[[float], str]
 
 
-@dataclass(frozen=True, slots=True)
-class Series:
-    name: str
-    values: tuple[float, ...]
-    color: str
-
-
-def color(name: str, index: int) -> str:
-    """A status's own colour, else the palette's ``index``-th."""
-    return STATUS_COLORS.get(name, PALETTE[index % len(PALETTE)])
-
-
 def format_number(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
-
-
-def nice_ticks(vmax: float, count: int = 4) -> list[float]:
-    """Axis ticks from 0 in steps of 1, 2 or 5 times a power of ten, reaching at least ``vmax``."""
-    if vmax <= 0:
-        return [0.0, 1.0]
-    raw = vmax / count
-    mag = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
-    return [step * i for i in range(math.ceil(vmax / step - 1e-9) + 1)]
 
 
 def _esc(text: object) -> str:
@@ -99,58 +69,6 @@ def _legend(names: Sequence[tuple[str, str]], x: float, y: float) -> list[str]:
         out.append(_text(x + 14, y, text))
         x += 14 + len(text) * _CHAR_W + 14
     return out
-
-
-def bar_chart(
-    labels: Sequence[str],
-    series: Sequence[Series],
-    *,
-    title: str,
-    stacked: bool = False,
-    fmt: Format = format_number,
-    width: float = 720,
-    height: float = 240,
-) -> str:
-    """Vertical bars, one slot per label, the series side by side or stacked."""
-    left, right, top, bottom = 56.0, 8.0, 28.0, 22.0
-    pw, ph = width - left - right, height - top - bottom
-    n = len(labels)
-    columns = [[s.values[i] for s in series] for i in range(n)]
-    peak = max((sum(c) if stacked else max(c, default=0) for c in columns), default=0)
-    ticks = nice_ticks(peak)
-    scale = ph / ticks[-1]
-    base = top + ph
-    out = [_open(width, height, title), *_legend([(s.name, s.color) for s in series], left, 14)]
-    for t in ticks:
-        y = base - t * scale
-        out.append(
-            f'<line x1="{_n(left)}" x2="{_n(width - right)}" y1="{_n(y)}" y2="{_n(y)}" stroke="{GRID}"/>'
-        )
-        out.append(_text(left - 6, y + 4, fmt(t), "end"))
-    slot = pw / max(n, 1)
-    bar_w = slot * 0.8 if stacked else slot * 0.8 / max(len(series), 1)
-    for i, (label, column) in enumerate(zip(labels, columns, strict=True)):
-        x0, y_top = left + i * slot + slot * 0.1, base
-        for j, (s, v) in enumerate(zip(series, column, strict=True)):
-            if v <= 0:
-                continue
-            h = v * scale
-            tip = f"{label}: {s.name} {fmt(v)}"
-            if stacked:
-                y_top -= h
-                out.append(_rect(x0, y_top, bar_w, h, s.color, tip))
-            else:
-                out.append(_rect(x0 + j * bar_w, base - h, bar_w, h, s.color, tip))
-    # Label every k-th slot so that neighbouring labels never overlap.
-    widest = max((len(x) for x in labels), default=0) * _CHAR_W + 8
-    every = max(1, math.ceil(widest / slot))
-    out += [
-        _text(left + (i + 0.5) * slot, height - 6, x, "middle")
-        for i, x in enumerate(labels)
-        if i % every == 0
-    ]
-    out.append("</svg>")
-    return "".join(out)
 
 
 def hbar_chart(
