@@ -25,6 +25,7 @@ COMPILED = [
     "analyses/normalize.py",
     "analyses/report.py",
     "analyses/pflogsumm.py",
+    "analyses/summaries.py",
     "pipeline.py",
 ]
 

@@ -27,14 +27,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from postlens import config
+from postlens import config, rollup
 from postlens.anonymize import history_rewriter
 from postlens.errors import EXIT_DATABASE, InputError, PostlensError
-from postlens.lines import Line, LineParser, YearGuess, zone
+from postlens.lines import Line, LineParser, YearGuess, utc_parser, zone
 from postlens.lookup import line_keys, narrowed_lines
 from postlens.sources import Source, decode_lines, expand, open_source
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_KEEP_DAYS = 28
 
 _SCHEMA = (
@@ -58,11 +58,13 @@ _UPGRADES = {
         "CREATE INDEX keys_value ON keys (kind, value)",
         "CREATE INDEX keys_qid ON keys (qid, host)",
     ),
+    3: rollup.TABLES,
 }
 _TYPES = {
-    "sqlite": {"int": "INTEGER", "real": "REAL", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"},
+    "sqlite": {"int": "INTEGER", "real": "REAL", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT",
+               "blob": "BLOB"},
     "postgresql": {"int": "BIGINT", "real": "DOUBLE PRECISION",
-                   "serial": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"},
+                   "serial": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "blob": "BYTEA"},
 }  # fmt: skip
 _LOCK_KEY = 0x706F73746C656E73  # "postlens": the advisory lock ingests take on PostgreSQL
 
@@ -113,6 +115,21 @@ class Store:
             return
         marks = ", ".join("?" * len(columns))
         self.conn.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+
+    def add_counts(self, table: str, key: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """Add each row's last column, ``n``, to the row of its key (made when missing)."""
+        if not rows:
+            return
+        names = ", ".join(key)
+        marks = ", ".join("?" * (len(key) + 1))
+        sql = self._sql(
+            f"INSERT INTO {table} ({names}, n) VALUES ({marks}) "
+            f"ON CONFLICT ({names}) DO UPDATE SET n = {table}.n + excluded.n"
+        )
+        if self.dialect == "postgresql":
+            self.conn.cursor().executemany(sql, rows)
+        else:
+            self.conn.executemany(sql, rows)
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -243,7 +260,7 @@ def _check_schema(store: Store, create: bool) -> None:
 
 def _index_stored(store: Store) -> None:
     """Give lines stored before version 2 their queue ID, process and keys."""
-    parser = _stored_parser()
+    parser = utc_parser()
     rows = store.execute("SELECT id, text FROM lines").fetchall()
     for row_id, text in rows:
         line = parser.parse(text)
@@ -259,11 +276,6 @@ def _lookup_rows(line: Line) -> tuple[str, str | None, list[tuple[Any, ...]]]:
     qid, keys = line_keys(line)
     proc = f"{line.program}[{line.pid}]"
     return proc, qid, [(kind, value, line.host, proc, qid, line.ts) for kind, value in keys]
-
-
-def _stored_parser() -> LineParser:
-    """A parser for stored lines: their RFC 3339 stamps in UTC need no year guess."""
-    return LineParser(YearGuess(None, None, UTC), UTC)
 
 
 def normalised(ts: float, host: str, program: str, pid: str, payload: str) -> str:
@@ -359,6 +371,7 @@ def store_lines(db_path: str, lines: list[Line], keep_days: int = DEFAULT_KEEP_D
     with connect(db_path, create=True) as db:
         with db.writing():
             stored = _store(db, batch, keys)
+        rollup.update(db)
         if keep_days > 0:
             _prune(db, horizon)
     return stored
@@ -427,14 +440,23 @@ def ingest(
                 problems.append(e)
             except OSError as e:
                 problems.append(InputError(source.name, e.strerror or str(e)))
+        rollup.update(db)
         if keep_days > 0:
             result.pruned = _prune(db, horizon)
     return result, problems
 
 
+def summarise(db_path: str) -> int:
+    """Bring the dashboard's summaries up to the stored lines (ingest does it as it goes; a
+    database from an older postlens has lines but no summaries yet); how many lines were read."""
+    with connect(db_path) as db:
+        return rollup.update(db)
+
+
 def _prune(db: Store, horizon: float) -> int:
     with db.writing():
         removed: int = db.execute("DELETE FROM lines WHERE ts < ?", (horizon,)).rowcount
+        rollup.prune(db, horizon)
     return removed
 
 
@@ -473,7 +495,7 @@ def history_records(db_path: str, query: Any) -> Any:
     from postlens.trace import Records
 
     def records(problems: list[InputError]) -> Iterator[tuple[str, Any]]:
-        parser = _stored_parser()
+        parser = utc_parser()
         for text in _query_lines(db_path, query):
             line = parser.parse(text)
             if line is not None:
@@ -488,7 +510,7 @@ def report_from(db_path: str, settings: Any) -> tuple[dict[str, Any], list[Input
     from postlens.pipeline import Analysis
 
     analysis = Analysis(settings)
-    parser = _stored_parser()
+    parser = utc_parser()
     analysis.read(stored_lines(db_path, settings.start, settings.end), parser)
     result = analysis.finish()
     result["inputs"] = [{"source": db_path, "error": None}]

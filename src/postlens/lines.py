@@ -95,6 +95,11 @@ class Line:
         return by_fields(self)
 
 
+def utc_parser() -> LineParser:
+    """A parser for the history database's lines: RFC 3339 stamps in UTC need no year guess."""
+    return LineParser(YearGuess(None, None, UTC), UTC)
+
+
 def zone(name: str | None) -> tzinfo | None:
     """The zone for zone-less stamps: a name like Europe/Berlin, UTC, or None for local time."""
     if not name:

@@ -462,6 +462,17 @@ class Correlator:
             del self.candidates[ck]
         self.on_message(msg)
 
+    def finish_idle(self, before: float) -> None:
+        """Hand on, as incomplete, the open messages without a line since ``before``: a
+        never-ending stream would otherwise keep those whose last lines it never saw."""
+        for msg in [m for m in self.open.values() if m.last_ts < before]:
+            self._finish(msg)
+
+    def advance(self, now: float) -> None:
+        """The clock says ``now``: settle the held arrivals whose link window has passed,
+        though no later line came (a live log that went quiet)."""
+        self._release(now)
+
     def _release(self, now: float) -> None:
         held = self.held
         while held and held[0][0] < now:

@@ -1,0 +1,174 @@
+"""summaries: what the dashboard draws, counted per minute and per hour as lines arrive.
+
+Everything that happens at one moment is counted at that moment, from its own line, so a
+message deferred for a day shows its deferrals while it waits: deliveries (delivered,
+deferred, bounced, by destination domain, with their delays), expiries, rejects and failed
+logins. Arrivals are counted once it is known whether they are a content filter's
+re-injection (the correlator settles them), as the report counts them, so the summaries
+of a stretch of log add up to its report's totals. Finished messages become rows of the
+message list.
+
+The counters only grow; :meth:`Summaries.drain` hands them over and starts again, which is
+how the history database keeps them (rollup.py).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from postlens.analyses.problems import REJECTS, domain
+from postlens.analyses.reasons import Rules, split_reply
+from postlens.events import AuthFailure, Delivery, Expired, Reject
+from postlens.messages import ENDED_ABORTED, Arrived, Message, hop_target
+
+MINUTE_METRICS = ("received", "delivered", "deferred", "bounced", "expired", "rejected", "auth_failures")
+MESSAGE_COLUMNS = (
+    "host", "qid", "first_ts", "last_ts", "sender", "recipients", "status", "size", "client_ip",
+    "message_id", "reason",
+)  # fmt: skip
+
+
+@dataclass(slots=True)
+class Drained:
+    minutes: Counter[tuple[int, str]]  # (minute, metric) -> n
+    hours: Counter[tuple[int, str, str]]  # (hour, kind, key) -> n
+    messages: list[tuple[Any, ...]]  # rows in MESSAGE_COLUMNS order
+
+
+class Summaries:
+    def __init__(self) -> None:
+        self.rules = Rules.load(None)
+        self.minutes: Counter[tuple[int, str]] = Counter()
+        self.hours: Counter[tuple[int, str, str]] = Counter()
+        self.messages: list[tuple[Any, ...]] = []
+        self.early: set[tuple[str, str, float]] = set()  # arrivals counted while still in the queue
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"minutes": self.minutes, "hours": self.hours, "messages": self.messages, "early": self.early}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
+        self.minutes, self.hours, self.messages = state["minutes"], state["hours"], state["messages"]
+        self.early = state["early"]
+
+    def handlers(self) -> dict[type, Callable[[Any], None]]:
+        return {
+            Delivery: self.delivery,
+            Reject: self.reject,
+            AuthFailure: self.auth_failure,
+            Expired: self.expired,
+        }
+
+    def _count(self, ts: float, metric: str) -> int:
+        """Count ``metric`` at ``ts``; the hour it falls in."""
+        self.minutes[int(ts // 60), metric] += 1
+        return int(ts // 3600)
+
+    def _reason(self, hour: int, kind: str, verdict_id: str, dom: str) -> None:
+        self.hours[hour, "reason", f"{kind}\t{verdict_id}"] += 1
+        if dom:
+            self.hours[hour, "reason_domain", f"{verdict_id}\t{dom}"] += 1
+
+    def delivery(self, d: Delivery) -> None:
+        status = d.status
+        dom = domain(d.to) or "(local)"
+        if status == "sent":
+            if hop_target(d) or "forwarded as " in d.reply:
+                return
+            hour = self._count(d.line.ts, "delivered")
+            self.hours[hour, "to", dom] += 1
+            self.hours[hour, "delay", repr(d.delay)] += 1
+        elif status in ("deferred", "bounced"):
+            hour = self._count(d.line.ts, status)
+            self.hours[hour, f"to_{status}", dom] += 1
+            code, dsn, text = split_reply(d.reply)
+            self._reason(hour, status, self.rules.classify(status, code, d.dsn or dsn, text).reason.id, dom)
+
+    def expired(self, ev: Expired) -> None:
+        self._count(ev.line.ts, "expired")
+
+    def reject(self, ev: Reject) -> None:
+        if ev.action not in REJECTS:
+            return
+        hour = self._count(ev.line.ts, "rejected")
+        verdict = self.rules.classify("reject", ev.code, ev.dsn, ev.reason)
+        self._reason(hour, "reject", verdict.reason.id, domain(ev.recipient) if ev.recipient else "")
+        if ev.client_ip:
+            self.hours[hour, "rejected_ip", ev.client_ip] += 1
+
+    def auth_failure(self, ev: AuthFailure) -> None:
+        hour = self._count(ev.line.ts, "auth_failures")
+        if ev.client_ip:
+            self.hours[hour, "auth_ip", ev.client_ip] += 1
+        if ev.username:
+            self.hours[hour, "auth_user", ev.username] += 1
+
+    def settle(self, msg: Arrived) -> None:
+        """An arrival, counted as the report counts it: once, and not a filter's re-injection."""
+        if msg.reinjected or not msg.entered:
+            return
+        if self.early and (msg.host, msg.qid, msg.first_ts) in self.early:
+            self.early.discard((msg.host, msg.qid, msg.first_ts))
+            return
+        hour = self._count(msg.first_ts, "received")
+        self.hours[hour, "from", domain(msg.sender or "") or "(none)"] += 1
+
+    def settle_queued(self, msg: Message) -> None:
+        """Count now the arrival of a message that waits in the queue (a deferred one may wait
+        for days); it is not counted again when it ends. Its caller knows it is no re-injection."""
+        key = (msg.host, msg.qid, msg.first_ts)
+        if key not in self.early and msg.ended != ENDED_ABORTED:
+            arrived = msg.arrived()
+            if arrived.entered:
+                self.settle(arrived)
+                self.early.add(key)
+
+    def add_message(self, msg: Message) -> None:
+        """A finished message: its arrival settled, and a row in the message list unless it
+        only went into a content filter (its re-injected copy gets the row)."""
+        if msg.ended == ENDED_ABORTED:
+            return
+        if not msg.link_pending:
+            self.settle(msg.arrived())
+        last: dict[str, Delivery] = {}
+        for d in msg.deliveries:
+            if not hop_target(d):
+                last[d.to.lower()] = d
+        if last or msg.expired is not None or msg.policy:
+            self.messages.append(self._row(msg, last))
+
+    def _row(self, msg: Message, last: dict[str, Delivery]) -> tuple[Any, ...]:
+        statuses = {d.status for d in last.values()}
+        if msg.expired is not None:
+            status = "expired"
+        elif msg.policy:
+            status = msg.policy
+        elif "bounced" in statuses:
+            status = "bounced"
+        elif "deferred" in statuses:
+            status = "deferred"
+        else:
+            status = "delivered" if statuses == {"sent"} else ",".join(sorted(statuses))
+        reason = ""
+        for d in reversed(msg.deliveries):
+            if d.status in ("deferred", "bounced"):
+                code, dsn, text = split_reply(d.reply)
+                reason = self.rules.classify(d.status, code, d.dsn or dsn, text).reason.id
+                break
+        arrival = msg.arrival
+        return (
+            msg.host, msg.qid, msg.first_ts, msg.last_ts, msg.sender or "", " ".join(last),
+            status, msg.size, arrival.client_ip if arrival is not None else "", msg.message_id or "", reason,
+        )  # fmt: skip
+
+    def add_session(self, sess: Any) -> None:
+        pass
+
+    def drain(self) -> Drained:
+        """What was counted since the last drain; the counters start again from nothing."""
+        out = Drained(self.minutes, self.hours, self.messages)
+        self.minutes, self.hours, self.messages = Counter(), Counter(), []
+        return out
