@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from datetime import tzinfo
 from importlib import resources
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from postlens import history
 from postlens.analyses.anomalies import DAY, AnomaliesOptions
@@ -36,6 +36,9 @@ from postlens.trace import STATUSES as TRACE_STATUSES
 from postlens.trace import Query
 from postlens.trace import trace as trace_logs
 from postlens.watch import WatchOptions
+
+if TYPE_CHECKING:  # the web extra may not be installed
+    from postlens.web.serve import ServeOptions
 
 __version__ = "0.1.0"
 ENGINES = ("local", "dask")
@@ -65,6 +68,8 @@ __all__ = [
     "report",
     "sample_log",
     "security",
+    "serve",
+    "summarise",
     "trace",
     "watch",
 ]  # fmt: skip
@@ -355,6 +360,20 @@ def ingest(
 def prune(older_than_days: float, *, db: str | None = None) -> int:
     """Remove stored lines older than the given age from the history database."""
     return history.prune(db or history.default_path(), older_than_days)
+
+
+def summarise(*, db: str | None = None) -> int:
+    """Bring the dashboard's summaries up to the stored lines; how many lines were read.
+    Ingest keeps them up to date; a database from an older postlens needs this once."""
+    return history.summarise(db or history.default_path())
+
+
+def serve(options: ServeOptions) -> None:
+    """Serve the web dashboard until interrupted (docs/serve.md): what ``postlens serve`` runs.
+    Needs the ``web`` extra."""
+    from postlens.web.serve import serve as run
+
+    run(options)
 
 
 def _zone(tz: str | None) -> tzinfo | None:

@@ -663,6 +663,54 @@ def watch(
     _run(lambda: postlens.watch(options, stop))
 
 
+@main.command(context_settings=CONTEXT)
+@click.option("--db", metavar="PATH", help="The history database (default: $POSTLENS_DB or ~/.local/share).")
+@click.option("--listen", metavar="HOST:PORT", help="Where to listen.  [127.0.0.1:8025, or [serve] listen]")
+@click.option("--watch", "watch_paths", multiple=True, metavar="PATH",
+              help="Follow this log into the database too (repeat for more).")  # fmt: skip
+@click.option(
+    "--queue/--no-queue", "read_queue", default=False, help="Show the live mail queue (postqueue -j)."
+)
+@click.option("-c", "config_dir", metavar="DIR", help="The Postfix configuration directory of the queue.")
+@click.option("--queue-file", metavar="FILE", help="Show this saved `postqueue -j` listing as the queue.")
+@click.option("--tz", metavar="ZONE", help="Zone of the times shown, and of log stamps without one.")
+@click.option("--year", type=int, help="Year of stamps without one in watched logs (default: now).")
+@click.option("--rules", metavar="FILE", help="Your reason rules, tried before the shipped ones.")
+@click.option("--config", "config_path", metavar="FILE", help="The settings file ([serve] token, password).")
+def serve(
+    db: str | None,
+    listen: str | None,
+    watch_paths: tuple[str, ...],
+    read_queue: bool,
+    config_dir: str | None,
+    queue_file: str | None,
+    config_path: str | None,
+    **opts: Any,
+) -> None:
+    """The web dashboard over the history database: overview, problems, security, messages,
+    queue and trends, live while lines arrive (docs/serve.md). Read-only."""
+    try:
+        from postlens.web.app import Access
+        from postlens.web.serve import DEFAULT_LISTEN, ServeOptions
+    except ImportError as e:
+        _fail(f"the dashboard needs: pip install 'postlens[web]' ({e.name} is missing)", EXIT_USAGE)
+
+    settings = _run(lambda: config.load(config_path))
+    section = config.section(settings, "serve")
+    queue = None
+    if queue_file or read_queue:
+
+        def queue() -> Any:
+            return postlens.queue(queue_file, config_dir=config_dir)[0]
+
+    options = ServeOptions(
+        db=db or _run(history_default), listen=listen or section.get("listen", DEFAULT_LISTEN),
+        access=Access(section.get("token", ""), section.get("user", ""), section.get("password", "")),
+        queue=queue, watch=list(watch_paths), **opts,
+    )  # fmt: skip
+    _run(lambda: postlens.serve(options))
+
+
 def _plugin_exit(result: CheckResult) -> NoReturn:
     click.echo(result.line())
     sys.exit(int(result.status))

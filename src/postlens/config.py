@@ -38,6 +38,8 @@ KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
         "many_ips": int,
         "flood_min": int,
     },
+    # the dashboard (docs/serve.md): who may read it, and where it listens
+    "serve": {"listen": str, "token": str, "user": str, "password": str},
     "rbl": {"zones": list, "nameserver": str, "timeout": (int, float)},
     "anomalies": {"baseline_days": int, "min_count": int, "score": (int, float), "silence": str},
     # [[alert]]: an array, one table per rule (postlens.alerts checks each further)

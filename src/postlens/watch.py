@@ -51,6 +51,7 @@ class WatchOptions:
     tz: str | None = None
     syslog_name: str | None = None
     queue_every: float = 30.0
+    db_every: float = DB_EVERY  # seconds between history writes
     queue_reader: Callable[[], list[dict[str, Any]]] | None = None  # postqueue -j entries
 
 
@@ -210,7 +211,7 @@ class Watcher:
                 if now - last_tick >= TICK:
                     last_tick = now
                     self.tick()
-                if o.db is not None and now - last_db >= DB_EVERY:
+                if o.db is not None and now - last_db >= o.db_every:
                     last_db = now
                     _store(o, self.unstored)
         finally:
