@@ -197,6 +197,7 @@ def test_problems_queue_and_trends_pages(served: dict[str, Any], page: Any) -> N
     screenshot(page, "dashboard-queue")
     page.goto(base + "/trends")
     assert page.locator("main svg").count() == 1
+    assert _drawn(page, "per-day") > 0
     assert page.locator("#days tr").count() >= 2
     screenshot(page, "dashboard-trends")
     _safe(page)

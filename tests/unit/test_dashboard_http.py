@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,12 +26,13 @@ Nov 28 10:00:04 mx postfix/smtp[13]: 1A2B3C4D5E: to=<u@remote.test>, relay=mx.re
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> str:
+def db(tmp_path: Path, new_history: Callable[[], str]) -> str:
+    """The sample log and hostile lines, in SQLite and in PostgreSQL."""
     log = tmp_path / "mail.log"
     log.write_text(HOSTILE + Path(postlens.sample_log()).read_text())
-    path = str(tmp_path / "h.db")
-    history.ingest([str(log)], path, keep_days=0, year=2026, tz="UTC")
-    return path
+    target = new_history()
+    history.ingest([str(log)], target, keep_days=0, year=2026, tz="UTC")
+    return target
 
 
 def client(db: str, **access: str):  # type: ignore[no-untyped-def]
@@ -108,8 +112,19 @@ def test_unknown_message_and_bad_periods(db: str) -> None:
     assert c.get("/?from=yesterday&to=x").status_code == 200
 
 
-def test_serve_warns_beyond_loopback_without_a_password() -> None:
+def test_serve_warns_beyond_loopback_without_a_password(tmp_path: Path) -> None:
+    need_module("uvicorn")
     from postlens.web.serve import is_loopback, split_listen
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "postlens", "serve", "--db", str(tmp_path / "h.db"), "--listen", "0.0.0.0:0"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    first = proc.stderr.readline()
+    proc.terminate()
+    proc.wait(timeout=30)
+    assert first.startswith("postlens: warning: the dashboard listens on 0.0.0.0") and "password" in first
 
     assert split_listen("[::1]:8025") == ("::1", 8025)
     assert is_loopback("127.0.0.1") and is_loopback("::1") and not is_loopback("0.0.0.0")

@@ -291,3 +291,25 @@ def test_dashboard_policy_and_many_points(page: Any, dashboard: str) -> None:
     assert empty["drawn"] == "0" and empty["text"] == "no data in this period"
     assert page.errors == []  # a refused script or style would be a console error
     screenshot(page, "charts-1500-points")
+
+
+def test_one_point_is_one_step_wide(page: Any, report: Path) -> None:
+    """uPlot spans years when every point is at one x: a single day stays a day."""
+    _open(page, report)
+    day = {"kind": "stacked", "x": [1795910400], "series": [{"name": "delivered", "values": [60]}],
+           "tz": "UTC", "step": 86400}  # fmt: skip
+    assert page.evaluate("d => window.PostlensCharts.update('per-hour', d)", day) is True
+    # the share of a row through the bar's middle that is the bar: most of the plot, as with
+    # every bar chart here (before, the axis ran over years and the bar took a third of it)
+    share = page.evaluate(
+        """() => {
+            const c = document.querySelector("[data-chart='per-hour'] canvas");
+            const row = c.getContext("2d").getImageData(0, Math.floor(c.height * 0.6), c.width, 1).data;
+            let bar = 0;
+            for (let i = 0; i < row.length; i += 4)
+                if (Math.abs(row[i] - 0x59) < 8 && Math.abs(row[i + 1] - 0xa1) < 8 && Math.abs(row[i + 2] - 0x4f) < 8) bar++;
+            return bar / c.width;
+        }"""
+    )
+    assert share > 0.6, share
+    assert page.errors == []

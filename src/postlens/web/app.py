@@ -240,7 +240,7 @@ class Dashboard:
         q = request.query_params
         with history.connect(self.db) as db:
             p = self._period(db, request) if q.get("range") or q.get("from") else data.period(db, "30d")
-            found = data.weekly(db, p, self.zone)
+            found = data.weekly(db, p, self.zone, self.tz)
         grid = list(zip(WEEKDAYS, found["grid"], strict=True))
         return self.page(
             "trends.html", request, o=found, period=p, grid=grid, hours=[str(h) for h in range(24)]

@@ -116,8 +116,8 @@ def delays(db: Any, p: Period) -> dict[str, float | None]:
     lo, hi = p.hours()
     rows = _rows(
         db,
-        "SELECT CAST(key AS REAL) AS d, SUM(n) FROM rollup_hours WHERE kind = 'delay' AND hour >= ? "
-        "AND hour < ? GROUP BY d ORDER BY d",
+        "SELECT CAST(key AS DOUBLE PRECISION) AS d, SUM(n) FROM rollup_hours "
+        "WHERE kind = 'delay' AND hour >= ? AND hour < ? GROUP BY d ORDER BY d",
         (lo, hi),
     )
     total = sum(int(n) for _, n in rows)
@@ -250,8 +250,9 @@ def messages(
     return [dict(zip(MESSAGE_COLUMNS, row, strict=True)) for row in rows]
 
 
-def weekly(db: Any, p: Period, tz: tzinfo | None) -> dict[str, Any]:
-    """Received per hour of day by weekday over the period, and each day's totals."""
+def weekly(db: Any, p: Period, tz: tzinfo | None, tz_name: str | None) -> dict[str, Any]:
+    """Received per hour of day by weekday over the period, and each day's totals (a table,
+    and a chart of mail by status per local day)."""
     lo, hi = p.hours()
     rows = _rows(
         db,
@@ -266,8 +267,19 @@ def weekly(db: Any, p: Period, tz: tzinfo | None) -> dict[str, Any]:
         if metric == "received":
             grid[local.weekday()][local.hour] += int(n)
         days.setdefault(local.date().isoformat(), Counter())[metric] += int(n)
+    per_day: list[dict[str, Any]] = [
+        {"day": d, **{m: c.get(m, 0) for m in MINUTE_METRICS}} for d, c in sorted(days.items())
+    ]
+    midnights = [datetime.fromisoformat(r["day"]).replace(tzinfo=tz).timestamp() for r in per_day]
     return {
         "period": _period_dict(p),
         "grid": grid,
-        "days": [{"day": d, **{m: c.get(m, 0) for m in MINUTE_METRICS}} for d, c in sorted(days.items())],
+        "days": per_day,
+        "per_day": {
+            "kind": "stacked",
+            "x": midnights,
+            "series": [{"name": m, "values": [r[m] for r in per_day]} for m in STACKED],
+            "tz": tz_name or "UTC",
+            "step": 86400,
+        },
     }

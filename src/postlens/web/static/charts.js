@@ -332,6 +332,7 @@
     if (rec.plot && rec.shape === shape) {
       if (d.kind === "stacked") restack(rec);
       else rec.plot.setData(plotData(d, () => true));
+      fitSinglePoint(rec);
       return;
     }
     destroyPlot(rec);
@@ -339,6 +340,15 @@
     rec.shape = shape;
     rec.height = parseInt(el.dataset.height, 10) > 0 ? parseInt(el.dataset.height, 10) : HEIGHT;
     rec.plot = new uPlot(options(rec), plotData(d, () => true), el);
+    fitSinglePoint(rec);
+  }
+
+  /* uPlot leaves out the x range function when all data is at one x, and spans years: one
+     point is one step wide, as with more. */
+  function fitSinglePoint(rec) {
+    if (rec.data.x.length !== 1) return;
+    // the scale's range function (options) widens this by half a step either side
+    rec.plot.setScale("x", { min: rec.data.x[0], max: rec.data.x[0] });
   }
 
   function resize(el) {
