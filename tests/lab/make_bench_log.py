@@ -180,6 +180,7 @@ def make_bench_log(
     gap: int = 1,
     day_pad: str = "auto",
     truth: str | Path | dict[str, Any] | None = None,
+    stretch: int = 1,
 ) -> dict[str, Any]:
     """Write whole copies of source to output until it has at least ``lines`` lines.
 
@@ -187,7 +188,14 @@ def make_bench_log(
     the source file's modification time; it only matters for February 29.
     Returns {"copies", "lines", "source_lines", "span_seconds", "truth"}; truth is the scaled
     ground truth when a truth dict or path is given (also written to OUT.truth.json).
+
+    ``stretch`` multiplies the time between lines, to spread the output over days for a
+    benchmark that needs every minute to have traffic (the dashboard's): the lines stay valid,
+    but what depends on how close lines are (a content filter's hop is linked within two
+    minutes) changes, so the scaled truth no longer holds.
     """
+    if truth is not None and stretch != 1:
+        raise ValueError("a stretched log has no scaled truth: the lab's counts depend on its timing")
     source, output = Path(source), Path(output)
     raw = source.read_bytes().decode("utf-8", "surrogateescape").split("\n")
     if raw and raw[-1] == "":
@@ -198,7 +206,7 @@ def make_bench_log(
         year = time.gmtime(source.stat().st_mtime).tm_year
     pad = _detect_day_pad(raw) if day_pad == "auto" else day_pad
     parsed, ids, first, last = _parse_source(raw, year, pad)
-    span = last - first + max(1, gap)
+    span = (last - first) * stretch + max(1, gap)
     copies = max(1, math.ceil(lines / len(raw)))
     short = [bool(SHORT_QID_RE.match(q)) for q in ids]
     n_ids = len(ids)
@@ -218,7 +226,7 @@ def make_bench_log(
                     key = (p.epoch, p.style)
                     head = stamp_cache.get(key)  # type: ignore[assignment]
                     if head is None:
-                        head = _render_stamp(p.epoch + shift, p)
+                        head = _render_stamp(first + (p.epoch - first) * stretch + shift, p)
                         stamp_cache[key] = head
                 texts = p.texts
                 if p.ids:
@@ -301,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--year", type=int, help="year of the source's first timestamp")
     ap.add_argument("--gap", type=int, default=1, help="seconds between copies (default 1)")
     ap.add_argument("--day-pad", choices=("auto", "space", "zero"), default="auto")
+    ap.add_argument("--stretch", type=int, default=1, help="multiply the time between lines (default 1)")
     ap.add_argument(
         "--from-lab",
         action="store_true",
@@ -325,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     info = make_bench_log(
         ns.source, ns.output, ns.lines, year=ns.year, gap=ns.gap, day_pad=ns.day_pad,
-        truth=ns.truth,
+        truth=ns.truth, stretch=ns.stretch,
     )  # fmt: skip
     info.pop("truth", None)
     info["seconds"] = round(time.monotonic() - started, 1)

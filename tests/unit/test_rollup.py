@@ -95,3 +95,34 @@ def test_summaries_are_pruned_with_the_lines(tmp_path: Path) -> None:
     assert all(_tables(db).values())
     history.prune(str(db), 0)
     assert not any(_tables(db).values())
+
+
+def test_the_dashboard_totals_of_any_period_are_the_minutes_sums(tmp_path: Path) -> None:
+    """Whole hours come from the hourly counts, the ends from the minutes: the same sums."""
+    from postlens.web import data
+
+    db = _ingest_in_pieces(DATA / "mixed.log", tmp_path, 3)
+    con = sqlite3.connect(db)
+    lo, hi = con.execute("SELECT MIN(minute), MAX(minute) FROM rollup_minutes").fetchone()
+    with history.connect(str(db)) as store:
+        for start in range(lo - 61, hi + 2, 37):
+            for length in (1, 59, 60, 61, 119, 180, 400):
+                p = data.Period(start * 60.0, (start + length) * 60.0, "custom")
+                expected = dict.fromkeys(data.MINUTE_METRICS, 0)
+                for metric, n in con.execute(
+                    "SELECT metric, SUM(n) FROM rollup_minutes WHERE minute >= ? AND minute < ? GROUP BY metric",
+                    (start, start + length),
+                ):
+                    expected[metric] = n
+                assert data.totals(store, p) == expected, (start, length)
+        whole = data.Period(lo * 60.0 - 3600, hi * 60.0 + 3600, "custom")
+        assert sum(data.totals(store, whole).values()) > 10
+        for metrics in (("delivered", "deferred"),):
+            hourly = data.series(
+                store, data.Period(whole.start, whole.start + 40 * 86400, "custom"), metrics, None
+            )
+            assert hourly["step"] >= 3600
+            assert [sum(s["values"]) for s in hourly["series"]] == [
+                data.totals(store, whole)[m] for m in metrics
+            ]
+    con.close()

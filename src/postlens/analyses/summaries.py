@@ -63,9 +63,11 @@ class Summaries:
         }
 
     def _count(self, ts: float, metric: str) -> int:
-        """Count ``metric`` at ``ts``; the hour it falls in."""
+        """Count ``metric`` at ``ts``, by minute and by hour (long periods read hours); the hour."""
         self.minutes[int(ts // 60), metric] += 1
-        return int(ts // 3600)
+        hour = int(ts // 3600)
+        self.hours[hour, "metric", metric] += 1
+        return hour
 
     def _reason(self, hour: int, kind: str, verdict_id: str, dom: str) -> None:
         self.hours[hour, "reason", f"{kind}\t{verdict_id}"] += 1

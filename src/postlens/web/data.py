@@ -20,7 +20,8 @@ from postlens.analyses.summaries import MESSAGE_COLUMNS, MINUTE_METRICS
 from postlens.dates import iso_utc
 
 RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
-STEPS = (60, 300, 600, 1800, 3600, 3 * 3600, 86400)  # seconds per point, the finest under MAX_POINTS
+# seconds per point, the finest under MAX_POINTS; from an hour on, read from hourly counts
+STEPS = (60, 300, 600, 3600, 3 * 3600, 86400)
 MAX_POINTS = 1500
 TOP = 10
 STACKED = ("delivered", "deferred", "bounced", "expired", "rejected")
@@ -65,17 +66,25 @@ def _rows(db: Any, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
 
 
 def series(db: Any, p: Period, metrics: tuple[str, ...], tz: str | None) -> dict[str, Any]:
-    """Counts of ``metrics`` per step over the period, as charts.js draws them."""
+    """Counts of ``metrics`` per step over the period, as charts.js draws them. The first and
+    last points cover their whole step, also where the period begins or ends inside it."""
     step = p.step
-    lo, hi = p.minutes()
-    per = step // 60
     marks = ", ".join("?" * len(metrics))
-    rows = _rows(
-        db,
-        f"SELECT minute / ? AS b, metric, SUM(n) FROM rollup_minutes WHERE minute >= ? AND minute < ? "
-        f"AND metric IN ({marks}) GROUP BY b, metric",
-        (per, lo, hi, *metrics),
-    )
+    if step >= 3600:
+        lo, hi = p.hours()
+        per = step // 3600
+        sql = (
+            f"SELECT hour / ? AS b, key, SUM(n) FROM rollup_hours WHERE kind = 'metric' AND hour >= ? "
+            f"AND hour < ? AND key IN ({marks}) GROUP BY b, key"
+        )
+    else:
+        lo, hi = p.minutes()
+        per = step // 60
+        sql = (
+            f"SELECT minute / ? AS b, metric, SUM(n) FROM rollup_minutes WHERE minute >= ? AND minute < ? "
+            f"AND metric IN ({marks}) GROUP BY b, metric"
+        )
+    rows = _rows(db, sql, (per, lo, hi, *metrics))
     first, last = lo // per, (hi - 1) // per
     values = {m: [0] * (last - first + 1) for m in metrics}
     for b, metric, n in rows:
@@ -89,13 +98,26 @@ def series(db: Any, p: Period, metrics: tuple[str, ...], tz: str | None) -> dict
 
 
 def totals(db: Any, p: Period) -> dict[str, int]:
+    """Exact counts of the period: whole hours from the hourly counts, the ends by minute."""
     lo, hi = p.minutes()
-    rows = _rows(
-        db,
-        "SELECT metric, SUM(n) FROM rollup_minutes WHERE minute >= ? AND minute < ? GROUP BY metric",
-        (lo, hi),
-    )
-    found = {m: int(n) for m, n in rows}
+    first_hour, last_hour = -(-lo // 60), hi // 60
+    spans = [(lo, hi)] if first_hour >= last_hour else [(lo, first_hour * 60), (last_hour * 60, hi)]
+    found: Counter[str] = Counter()
+    for a, b in spans:
+        for metric, n in _rows(
+            db,
+            "SELECT metric, SUM(n) FROM rollup_minutes WHERE minute >= ? AND minute < ? GROUP BY metric",
+            (a, b),
+        ):
+            found[metric] += int(n)
+    if first_hour < last_hour:
+        for metric, n in _rows(
+            db,
+            "SELECT key, SUM(n) FROM rollup_hours WHERE kind = 'metric' AND hour >= ? AND hour < ? "
+            "GROUP BY key",
+            (first_hour, last_hour),
+        ):
+            found[metric] += int(n)
     return {m: found.get(m, 0) for m in MINUTE_METRICS}
 
 
@@ -256,9 +278,9 @@ def weekly(db: Any, p: Period, tz: tzinfo | None, tz_name: str | None) -> dict[s
     lo, hi = p.hours()
     rows = _rows(
         db,
-        "SELECT minute / 60 AS h, metric, SUM(n) FROM rollup_minutes WHERE minute >= ? AND minute < ? "
-        "GROUP BY h, metric",
-        (lo * 60, hi * 60),
+        "SELECT hour, key, SUM(n) FROM rollup_hours WHERE kind = 'metric' AND hour >= ? AND hour < ? "
+        "GROUP BY hour, key",
+        (lo, hi),
     )
     grid = [[0] * 24 for _ in range(7)]
     days: dict[str, Counter[str]] = {}
