@@ -130,3 +130,8 @@ def test_serve_warns_beyond_loopback_without_a_password(tmp_path: Path) -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and not is_loopback("0.0.0.0")
     with pytest.raises(postlens.errors.UsageError):
         split_listen("8025")
+
+
+def test_a_malformed_search_is_said_on_the_page(db: str) -> None:
+    r = client(db).get("/messages?ip=300.1.2.3/99")
+    assert r.status_code == 200 and 'class="error"' in r.text and "300.1.2.3" in r.text

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -29,11 +30,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+import postlens
 from postlens import history
 from postlens.analyses.reasons import Rules
 from postlens.analyses.security import SecurityOptions
 from postlens.blocklist import write_blocklist
 from postlens.dates import iso_utc
+from postlens.errors import PostlensError
 from postlens.lines import zone
 from postlens.render import charts
 from postlens.render.html import script_json
@@ -171,8 +174,6 @@ class Dashboard:
         fmt = request.query_params.get("format", "plain")
         if fmt not in ("plain", "access", "cidr", "nftables"):
             return PlainTextResponse(f"unknown blocklist format {fmt!r}\n", status_code=400)
-        import io
-
         with history.connect(self.db) as db:
             entries = data.blocklist_entries(db, self._period(db, request), self.threshold)
         out = io.StringIO()
@@ -183,8 +184,6 @@ class Dashboard:
         )
 
     def messages(self, request: Request) -> Response:
-        from postlens import trace
-
         q = request.query_params
         keys = {name: q.get(name, "").strip() for name in ("sender", "recipient", "msgid", "qid", "ip")}
         status, reason = q.get("status", "").strip(), q.get("reason", "").strip()
@@ -203,9 +202,10 @@ class Dashboard:
                 "statuses": (status,) if status else (),
             }
             try:
-                hits, _ = trace([], db=self.db, since=iso_utc(p.start), until=iso_utc(p.end), **selection)
-            except Exception as e:  # a malformed search is the user's to fix, said on the page
-                error = str(e)
+                since, until = iso_utc(p.start), iso_utc(p.end)
+                hits, _ = postlens.trace([], db=self.db, since=since, until=until, **selection)
+            except PostlensError as e:  # a malformed search (a bad network, say) is said on the page
+                error, hits = str(e), []
         found = hits or []
         return self.page(
             "messages.html", request, period=p, keys=keys, status=status, reason=reason, rows=rows,
@@ -215,10 +215,8 @@ class Dashboard:
         )  # fmt: skip
 
     def message(self, request: Request) -> Response:
-        from postlens import trace
-
         host, qid = request.path_params["host"], request.path_params["qid"]
-        hits, _ = trace([], db=self.db, qids=(qid,), raw=True)
+        hits, _ = postlens.trace([], db=self.db, qids=(qid,), raw=True)
         found = [h for h in hits if h["kind"] == "message" and h["host"] == host]
         if not found:
             return self.page("message.html", request, hit=None, qid=qid, host=host)
