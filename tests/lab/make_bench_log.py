@@ -180,7 +180,7 @@ def make_bench_log(
     gap: int = 1,
     day_pad: str = "auto",
     truth: str | Path | dict[str, Any] | None = None,
-    stretch: int = 1,
+    spread: int = 0,
 ) -> dict[str, Any]:
     """Write whole copies of source to output until it has at least ``lines`` lines.
 
@@ -189,12 +189,12 @@ def make_bench_log(
     Returns {"copies", "lines", "source_lines", "span_seconds", "truth"}; truth is the scaled
     ground truth when a truth dict or path is given (also written to OUT.truth.json).
 
-    ``stretch`` multiplies the time between lines, to spread the output over days for a
-    benchmark that needs every minute to have traffic (the dashboard's): the lines stay valid,
-    but what depends on how close lines are (a content filter's hop is linked within two
-    minutes) changes, so the scaled truth no longer holds.
+    ``spread`` (seconds) gives each copy that long, its lines evenly spaced in their order, to
+    fill days with traffic for a benchmark that needs every minute to have some (the
+    dashboard's): the lines stay valid, but what depends on how close lines are (a content
+    filter's hop is linked within two minutes) changes, so the scaled truth no longer holds.
     """
-    if truth is not None and stretch != 1:
+    if truth is not None and spread:
         raise ValueError("a stretched log has no scaled truth: the lab's counts depend on its timing")
     source, output = Path(source), Path(output)
     raw = source.read_bytes().decode("utf-8", "surrogateescape").split("\n")
@@ -206,7 +206,7 @@ def make_bench_log(
         year = time.gmtime(source.stat().st_mtime).tm_year
     pad = _detect_day_pad(raw) if day_pad == "auto" else day_pad
     parsed, ids, first, last = _parse_source(raw, year, pad)
-    span = (last - first) * stretch + max(1, gap)
+    span = (spread or last - first) + max(1, gap)
     copies = max(1, math.ceil(lines / len(raw)))
     short = [bool(SHORT_QID_RE.match(q)) for q in ids]
     n_ids = len(ids)
@@ -219,14 +219,16 @@ def make_bench_log(
             stamp_cache: dict[tuple[int, str], str] = {}
             msgid_prefix = f"message-id=<b{c}." if c else None
             buf: list[str] = []
-            for p in parsed:
+            for i, p in enumerate(parsed):
                 if p.epoch is None:
                     head = ""
+                elif spread:
+                    head = _render_stamp(first + i * spread // len(parsed) + shift, p)
                 else:
                     key = (p.epoch, p.style)
                     head = stamp_cache.get(key)  # type: ignore[assignment]
                     if head is None:
-                        head = _render_stamp(first + (p.epoch - first) * stretch + shift, p)
+                        head = _render_stamp(p.epoch + shift, p)
                         stamp_cache[key] = head
                 texts = p.texts
                 if p.ids:
@@ -309,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--year", type=int, help="year of the source's first timestamp")
     ap.add_argument("--gap", type=int, default=1, help="seconds between copies (default 1)")
     ap.add_argument("--day-pad", choices=("auto", "space", "zero"), default="auto")
-    ap.add_argument("--stretch", type=int, default=1, help="multiply the time between lines (default 1)")
+    ap.add_argument("--spread", type=int, default=0, help="seconds each copy spans, lines evenly spaced")
     ap.add_argument(
         "--from-lab",
         action="store_true",
@@ -334,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     info = make_bench_log(
         ns.source, ns.output, ns.lines, year=ns.year, gap=ns.gap, day_pad=ns.day_pad,
-        truth=ns.truth, stretch=ns.stretch,
+        truth=ns.truth, spread=ns.spread,
     )  # fmt: skip
     info.pop("truth", None)
     info["seconds"] = round(time.monotonic() - started, 1)
