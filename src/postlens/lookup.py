@@ -19,6 +19,7 @@ networks, status or time alone) read everything.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -116,12 +117,9 @@ def narrowed_lines(store: Any, query: Any, lo: float, hi: float) -> Iterator[str
             qids.update((h, value) for (h,) in store.execute(_HOSTS_OF_QID, (value,)))
             qids.update((h, q) for h, q in store.execute(_NAMING_QID, (value,)) if q is not None)
             continue
-        sql = "SELECT host, proc, qid, ts FROM keys WHERE kind = ? AND (value = ?"
-        params: tuple[Any, ...] = (kind, value)
-        if subdomains:
-            sql += " OR value LIKE ?"
-            params += ("%." + value,)
-        for host, proc, qid, ts in store.execute(sql + ")", params):
+        # a message is found only by its lines in [lo, hi): only keys of those lines lead to one
+        sql, params = _key_rows(kind, value, subdomains, lo, hi)
+        for host, proc, qid, ts in store.execute("SELECT host, proc, qid, ts" + sql, params):
             if qid is not None:
                 qids.add((host, qid))
             else:
@@ -146,6 +144,43 @@ def narrowed_lines(store: Any, query: Any, lo: float, hi: float) -> Iterator[str
         rows.update(_session_lines(store, *arrival, sessions))
     ordered = sorted(rows.items(), key=lambda item: (item[1][0], item[0]))
     return iter([text for _, (ts, text) in ordered if lo <= ts < hi])
+
+
+def _key_rows(kind: str, value: str, subdomains: bool, lo: float, hi: float) -> tuple[str, tuple[Any, ...]]:
+    """The FROM and WHERE of the key rows a lookup finds in [lo, hi), and their parameters."""
+    sql = " FROM keys WHERE kind = ? AND (value = ?"
+    params: tuple[Any, ...] = (kind, value)
+    if subdomains:
+        sql += " OR value LIKE ?"
+        params += ("%." + value,)
+    sql += ")"
+    if lo > -math.inf:
+        sql += " AND ts >= ?"
+        params += (lo,)
+    if hi < math.inf:
+        sql += " AND ts < ?"
+        params += (hi,)
+    return sql, params
+
+
+def newest_start(store: Any, query: Any, lo: float, hi: float, limit: int) -> float | None:
+    """Where [lo, hi) must start for a trace of ``query`` to meet at most about ``limit`` of
+    its key lines, the newest; None when it meets no more than that anyway, or cannot be
+    narrowed. (A page that lists what a trace finds shows the newest part first.)"""
+    lookups = _lookups(query)
+    if lookups is None:
+        return None
+    newest: list[float] = []
+    for kind, value, subdomains in lookups:
+        if kind == "qid":
+            continue
+        sql, params = _key_rows(kind, value, subdomains, lo, hi)
+        newest += [
+            ts for (ts,) in store.execute(f"SELECT ts{sql} ORDER BY ts DESC LIMIT ?", (*params, limit + 1))
+        ]
+    if len(newest) <= limit:
+        return None
+    return sorted(newest, reverse=True)[limit - 1]
 
 
 def _session_lines(

@@ -135,3 +135,19 @@ def test_serve_warns_beyond_loopback_without_a_password(tmp_path: Path) -> None:
 def test_a_malformed_search_is_said_on_the_page(db: str) -> None:
     r = client(db).get("/messages?ip=300.1.2.3/99")
     assert r.status_code == 200 and 'class="error"' in r.text and "300.1.2.3" in r.text
+
+
+def test_a_search_with_many_matches_shows_the_newest(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from postlens.web import app
+
+    c = client(db)
+    everything = c.get("/messages?recipient=accept.test&range=30d").text
+    assert 'id="newest-only"' not in everything
+    monkeypatch.setattr(app, "SEARCH_LINES", 6)
+    newest = c.get("/messages?recipient=accept.test&range=30d").text
+    assert 'id="newest-only"' in newest
+
+    def found(page: str) -> int:
+        return int(page.split(" messages found")[0].rsplit(">", 1)[1])
+
+    assert 0 < found(newest) < found(everything)

@@ -38,6 +38,7 @@ from postlens.blocklist import write_blocklist
 from postlens.dates import iso_utc
 from postlens.errors import PostlensError
 from postlens.lines import zone
+from postlens.lookup import newest_start
 from postlens.render import charts
 from postlens.render.html import script_json
 from postlens.render.queue import QSHAPE_WIDTH, render_queue
@@ -54,6 +55,8 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+# a search reads the messages of at most about this many lines that name its key, the newest
+SEARCH_LINES = 5000
 LIVE_EVERY = 1.0  # seconds between looks at the database for new lines
 
 
@@ -187,29 +190,31 @@ class Dashboard:
         q = request.query_params
         keys = {name: q.get(name, "").strip() for name in ("sender", "recipient", "msgid", "qid", "ip")}
         status, reason = q.get("status", "").strip(), q.get("reason", "").strip()
-        error, hits, rows = "", None, None
+        error, hits, rows, since = "", None, None, None
+        selection: dict[str, Any] = {
+            "senders": (keys["sender"],) if keys["sender"] else (),
+            "recipients": (keys["recipient"],) if keys["recipient"] else (),
+            "msgids": (keys["msgid"],) if keys["msgid"] else (),
+            "qids": (keys["qid"],) if keys["qid"] else (),
+            "clients": (keys["ip"],) if keys["ip"] else (),
+            "statuses": (status,) if status else (),
+        }
         with history.connect(self.db) as db:
             p = self._period(db, request)
             if not any(keys.values()):
                 rows = data.messages(db, p, status=status, reason=reason)
         if any(keys.values()):
-            selection: dict[str, Any] = {
-                "senders": (keys["sender"],) if keys["sender"] else (),
-                "recipients": (keys["recipient"],) if keys["recipient"] else (),
-                "msgids": (keys["msgid"],) if keys["msgid"] else (),
-                "qids": (keys["qid"],) if keys["qid"] else (),
-                "clients": (keys["ip"],) if keys["ip"] else (),
-                "statuses": (status,) if status else (),
-            }
             try:
-                since, until = iso_utc(p.start), iso_utc(p.end)
-                hits, _ = postlens.trace([], db=self.db, since=since, until=until, **selection)
+                with history.connect(self.db) as db:  # thousands of messages: the newest, at once
+                    since = newest_start(db, postlens.query(**selection), p.start, p.end, SEARCH_LINES)
+                start, end = iso_utc(p.start if since is None else since), iso_utc(p.end)
+                hits, _ = postlens.trace([], db=self.db, since=start, until=end, **selection)
             except PostlensError as e:  # a malformed search (a bad network, say) is said on the page
                 error, hits = str(e), []
         found = hits or []
         return self.page(
             "messages.html", request, period=p, keys=keys, status=status, reason=reason, rows=rows,
-            error=error,
+            error=error, since=since,
             hits=None if hits is None else [h for h in found if h["kind"] == "message"],
             refused=[h for h in found if h["kind"] == "noqueue"],
         )  # fmt: skip
