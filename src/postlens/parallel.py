@@ -14,8 +14,11 @@ the two to differ).
 from __future__ import annotations
 
 import copy
+import functools
+import mmap
 import multiprocessing
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -49,29 +52,42 @@ def _year_states(source: Source, starts: list[int], years: YearGuess) -> list[Ye
     """The year guess as one pass has it at each chunk start.
 
     A year-less stamp moves the guess only when its month differs from the last one, so
-    only lines that start with another month name need a closer look.
+    only lines that start with a letter or "<" and not with the last month's name need a
+    closer look; a regular expression finds them in the mapped file at C speed.
     """
     states: list[YearGuess] = []
     pending = list(starts)
     current = b""
-    offset = 0
-    with open(source.path, "rb") as f:
-        for raw in f:
-            while pending and pending[0] <= offset:
+    with open(source.path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        pos = 0
+        line_start: int | None = 0 if data[:1].isalpha() or data[:1] == b"<" else None
+        while True:
+            if line_start is None:
+                m = _candidate(current).search(data, pos)
+                if m is None:
+                    break
+                line_start = m.start() + 1
+            while pending and pending[0] <= line_start:
                 pending.pop(0)
                 states.append(copy.copy(years))
-            offset += len(raw)
-            head = raw[:3]
-            if head == current or (not head[:1].isalpha() and head[:1] != b"<"):
-                continue
-            m = classic_month(raw.decode("utf-8", "replace"))
-            if m:
-                years.for_month(m)
-                current = MONTH_NAMES[m].encode()
+            line_end = data.find(b"\n", line_start)
+            line = data[line_start : line_end if line_end >= 0 else len(data)]
+            month = classic_month(line.decode("utf-8", "replace"))
+            if month:
+                years.for_month(month)
+                current = MONTH_NAMES[month].encode()
+            pos, line_start = line_start, None
     while pending:
         pending.pop(0)
         states.append(copy.copy(years))
     return states
+
+
+@functools.cache
+def _candidate(current: bytes) -> re.Pattern[bytes]:
+    """The newline before a line that may name another month than ``current``."""
+    other = b"(?!" + re.escape(current) + b")" if current else b""
+    return re.compile(b"\n" + other + b"[A-Za-z<]")
 
 
 def _boundaries(source: Source, chunk_bytes: int) -> list[int]:

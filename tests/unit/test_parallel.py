@@ -66,3 +66,36 @@ def test_bad_inputs_in_worker_processes(tmp_path: Path) -> None:
     result, problems = analyse_parallel([str(binary), str(good)], Settings(year=2026, tz="UTC"), jobs=2)
     assert [p.problem for p in problems] == ["binary data, not a text log"]
     assert result["totals"]["received"] == 3
+
+
+def test_year_states_are_one_pass_s_at_every_chunk_start(tmp_path: Path) -> None:
+    """The scan that finds only the lines naming another month gives, at each chunk start,
+    the year guess that walking every line gives: across months, with PRI prefixes, ISO
+    stamps and lines that start with a word that is no month."""
+    from postlens.lines import YearGuess, classic_month
+    from postlens.parallel import _boundaries, _year_states
+
+    lines = []
+    for month, day in (("Nov", 30), ("Dec", 31), ("Jan", 1), ("Dec", 2), ("Feb", 3), ("Mar", 4)):
+        for s in range(20):
+            lines.append(f"{month} {day:2d} 10:00:{s:02d} mx postfix/qmgr[1]: 4A3B2C1D{s:02d}: removed")
+            if s % 7 == 0:
+                lines.append(f"<22>{month} {day:2d} 10:00:{s:02d} mx postfix/anvil[2]: statistics")
+                lines.append("2026-03-04T10:00:00+00:00 mx postfix/anvil[2]: statistics")
+                lines.append("Mon is no month, nor is Nover")
+    log = tmp_path / "mail.log"
+    log.write_text("\n".join(lines) + "\n")
+    source = expand([str(log)])[0][0]
+    for chunk_bytes in (50, 333, 2000):
+        starts = _boundaries(source, chunk_bytes)
+        found = _year_states(source, starts, YearGuess(2025, None, None))
+        walk, expected, offset = YearGuess(2025, None, None), [], 0
+        for raw in log.read_bytes().splitlines(keepends=True):
+            while len(expected) < len(starts) and starts[len(expected)] <= offset:
+                expected.append((walk.year, walk.last_month))
+            month = classic_month(raw.decode())
+            if month:
+                walk.for_month(month)
+            offset += len(raw)
+        assert [(y.year, y.last_month) for y in found] == expected
+    assert expected[-1] == (2027, 3)

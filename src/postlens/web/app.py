@@ -56,7 +56,7 @@ HEADERS = {
     "X-Frame-Options": "DENY",
 }
 # a search reads the messages of at most about this many lines that name its key, the newest
-SEARCH_LINES = 5000
+SEARCH_LINES = 500
 LIVE_EVERY = 1.0  # seconds between looks at the database for new lines
 
 
