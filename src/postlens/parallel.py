@@ -158,9 +158,15 @@ def _results(
         for chunk in chunks:
             yield read_chunk(settings, chunk)
         return
+    # The first chunk is read here, while the workers read the others: its state is never
+    # pickled, and this process, which waits for the others anyway, does a share of the work.
+    rest = chunks[1:]
+    workers = min(jobs - 1 if len(chunks) <= jobs else jobs, len(rest))
     context = multiprocessing.get_context("fork")
-    with context.Pool(min(jobs, len(chunks))) as pool:
-        yield from pool.imap(_read_chunk_star, [(settings, c) for c in chunks])
+    with context.Pool(workers) as pool:
+        later = pool.imap(_read_chunk_star, [(settings, c) for c in rest])
+        yield read_chunk(settings, chunks[0])
+        yield from later
 
 
 def analyse_parallel(
