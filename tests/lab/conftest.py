@@ -20,7 +20,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import postfixlab
-from tests.browser import browser, page  # noqa: F401  (fixtures for the dashboard test)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -15,8 +15,7 @@ from typing import Any
 
 import postfixlab
 import pytest
-from tests.browser import screenshot
-from tests.conftest import need_module
+from tests.conftest import need_module, screenshot
 
 PWNED = ("pwned", "pwned_helo", "pwned_addr", "pwned_rcpt", "pwned_reply", "pwned_bounce")
 BRUTE_FORCE_IP = "127.0.0.10"

@@ -37,7 +37,7 @@ def db(tmp_path: Path, new_history: Callable[[], str]) -> str:
 
 def client(db: str, **access: str):  # type: ignore[no-untyped-def]
     need_module("starlette")
-    need_module("httpx")
+    need_module("httpx2")
     from starlette.testclient import TestClient
 
     from postlens.web.app import Access, create_app

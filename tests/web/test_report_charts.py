@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 from postlens.render.html import script_json
-from tests.conftest import DATA
-from tests.web.conftest import screenshot
+from tests.conftest import DATA, screenshot
 
 STATIC = Path(__file__).resolve().parents[2] / "src" / "postlens" / "web" / "static"
 EVIL = "</script><script>window.pwned=1</script>"
