@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import pickle
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from postlens.analyses.summaries import MESSAGE_COLUMNS, Drained, Summaries
 from postlens.events import EVENT_TYPES, EventParser
 from postlens.lines import utc_parser
-from postlens.messages import LINK_WINDOW, Correlator
+from postlens.messages import ENDED_ABORTED, Correlator
 
 # Postfix returns a message after maximal_queue_lifetime (5 days by default): one silent for
 # longer lost its last lines (a gap in the log) and is counted as it is
@@ -83,15 +84,18 @@ class Roller:
 
     def settle(self, now: float) -> None:
         """At the end of a run, count what is known by ``now``: arrivals held for a content
-        filter's link whose window has passed, and arrivals of messages still queued."""
+        filter's link whose window has passed are settled, and the arrivals of messages still
+        queued or held are counted now (one that turns out a re-injection is taken back)."""
         correlator = self.correlator
         correlator.advance(now)
         correlator.finish_idle(correlator.runmax - IDLE)
+        summaries = self.summaries
         for msg in correlator.open.values():
-            if msg.reinjected or msg.link_pending:
-                continue
-            if (msg.host, msg.qid) not in correlator.candidates or msg.first_ts + LINK_WINDOW < now:
-                self.summaries.settle_queued(msg)
+            if msg.ended != ENDED_ABORTED:
+                summaries.count_early(msg.arrived())
+        for _, _, held in correlator.held:
+            if correlator.candidates.get((held.host, held.qid)) is held:
+                summaries.count_early(held)
 
     @property
     def in_flight(self) -> int:
@@ -139,12 +143,17 @@ def _save(db: Any, roller: Roller, line_id: int) -> None:
 
 
 def _write(db: Any, drained: Drained) -> None:
-    db.add_counts(
-        "rollup_minutes", ("minute", "metric"), [(*k, n) for k, n in sorted(drained.minutes.items())]
+    tables: tuple[tuple[str, tuple[str, ...], Counter[Any]], ...] = (
+        ("rollup_minutes", ("minute", "metric"), drained.minutes),
+        ("rollup_hours", ("hour", "kind", "key"), drained.hours),
     )
-    db.add_counts(
-        "rollup_hours", ("hour", "kind", "key"), [(*k, n) for k, n in sorted(drained.hours.items())]
-    )
+    for table, key, counts in tables:
+        db.add_counts(table, key, [(*k, n) for k, n in sorted(counts.items()) if n])
+        # an arrival counted early and taken back (a re-injection) leaves no row of nothing
+        where = " AND ".join(f"{name} = ?" for name in key)
+        for k, n in counts.items():
+            if n < 0:
+                db.execute(f"DELETE FROM {table} WHERE {where} AND n = 0", k)
     db.insert("rollup_messages", MESSAGE_COLUMNS, drained.messages)
 
 

@@ -109,24 +109,31 @@ class Summaries:
             self.hours[hour, "auth_user", ev.username] += 1
 
     def settle(self, msg: Arrived) -> None:
-        """An arrival, counted as the report counts it: once, and not a filter's re-injection."""
-        if msg.reinjected or not msg.entered:
-            return
-        if self.early and (msg.host, msg.qid, msg.first_ts) in self.early:
-            self.early.discard((msg.host, msg.qid, msg.first_ts))
-            return
-        hour = self._count(msg.first_ts, "received")
-        self.hours[hour, "from", domain(msg.sender or "") or "(none)"] += 1
-
-    def settle_queued(self, msg: Message) -> None:
-        """Count now the arrival of a message that waits in the queue (a deferred one may wait
-        for days); it is not counted again when it ends. Its caller knows it is no re-injection."""
+        """An arrival, counted as the report counts it: once, and not a filter's re-injection.
+        One counted early is not counted again, and taken back if it was a re-injection."""
         key = (msg.host, msg.qid, msg.first_ts)
-        if key not in self.early and msg.ended != ENDED_ABORTED:
-            arrived = msg.arrived()
-            if arrived.entered:
-                self.settle(arrived)
-                self.early.add(key)
+        if self.early and key in self.early:
+            self.early.discard(key)
+            if msg.reinjected:
+                self._arrival(msg, -1)
+            return
+        if not msg.reinjected and msg.entered:
+            self._arrival(msg, 1)
+
+    def _arrival(self, msg: Arrived, n: int) -> None:
+        minute, hour = int(msg.first_ts // 60), int(msg.first_ts // 3600)
+        self.minutes[minute, "received"] += n
+        self.hours[hour, "metric", "received"] += n
+        self.hours[hour, "from", domain(msg.sender or "") or "(none)"] += n
+
+    def count_early(self, msg: Arrived) -> None:
+        """Count now the arrival of a message still in the queue (a deferred one may wait for
+        days), or held for a content filter's hop line (taken back if one comes: it was a
+        re-injection); it is not counted again when it ends."""
+        key = (msg.host, msg.qid, msg.first_ts)
+        if key not in self.early and not msg.reinjected and msg.entered:
+            self._arrival(msg, 1)
+            self.early.add(key)
 
     def add_message(self, msg: Message) -> None:
         """A finished message: its arrival settled, and a row in the message list unless it
