@@ -21,6 +21,19 @@ from postlens.lines import LineParser, YearGuess, by_constructor, zone
 from postlens.messages import Correlator
 from postlens.sources import Source, expand, iter_lines, open_source
 
+Handler = Callable[[Any], None]
+
+
+def routes(*consumers: dict[type, Handler]) -> dict[type, tuple[Handler, ...]]:
+    """Which consumers' handlers want which event type, in the order given, decided once:
+    most lines concern one or none."""
+    found: dict[type, tuple[Handler, ...]] = {}
+    for kind in EVENT_TYPES:
+        wanted = tuple(c[kind] for c in consumers if kind in c)
+        if wanted:
+            found[kind] = wanted
+    return found
+
 
 @dataclass(slots=True)
 class Settings:
@@ -56,25 +69,13 @@ class Analysis:
     def __reduce__(self) -> tuple[Any, ...]:
         return by_constructor(self, self.settings, self.correlator.first)
 
-    def _route(self) -> dict[type, tuple[Callable[[Any], None], ...]]:
-        """Which stages want which event type, decided once: most lines concern one or none."""
-        routes: dict[type, tuple[Callable[[Any], None], ...]] = {}
-        counted = self.report.handlers()
-        for kind in EVENT_TYPES:
-            wanted: list[Callable[[Any], None]] = []
-            if kind in Correlator.KINDS:
-                wanted.append(self.correlator.feed)
-            if kind in counted:
-                wanted.append(counted[kind])
-            if kind in PflogsummTotals.HANDLED:
-                wanted.append(self.pflogsumm.feed)
-            for view in self.views:
-                handler = view.handlers().get(kind)
-                if handler is not None:
-                    wanted.append(handler)
-            if wanted:
-                routes[kind] = tuple(wanted)
-        return routes
+    def _route(self) -> dict[type, tuple[Handler, ...]]:
+        return routes(
+            dict.fromkeys(Correlator.KINDS, self.correlator.feed),
+            self.report.handlers(),
+            dict.fromkeys(PflogsummTotals.HANDLED, self.pflogsumm.feed),
+            *(view.handlers() for view in self.views),
+        )
 
     def _message(self, msg: Any) -> None:
         self.report.add_message(msg)

@@ -14,13 +14,13 @@ from __future__ import annotations
 import pickle
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 from postlens.analyses.summaries import MESSAGE_COLUMNS, Drained, Summaries
-from postlens.events import EVENT_TYPES, EventParser
+from postlens.events import EventParser
 from postlens.lines import utc_parser
 from postlens.messages import ENDED_ABORTED, Correlator
+from postlens.pipeline import routes
 
 # Postfix returns a message after maximal_queue_lifetime (5 days by default): one silent for
 # longer lost its last lines (a gap in the log) and is counted as it is
@@ -55,15 +55,7 @@ class Roller:
     def _wire(self) -> None:
         self.parser = utc_parser()
         self.events = EventParser(None)
-        handlers = self.summaries.handlers()
-        routes: dict[type, tuple[Callable[[Any], None], ...]] = {}
-        for kind in EVENT_TYPES:
-            wanted: list[Callable[[Any], None]] = [self.correlator.feed] if kind in Correlator.KINDS else []
-            if kind in handlers:
-                wanted.append(handlers[kind])
-            if wanted:
-                routes[kind] = tuple(wanted)
-        self.routes = routes
+        self.routes = routes(dict.fromkeys(Correlator.KINDS, self.correlator.feed), self.summaries.handlers())
 
     def __getstate__(self) -> dict[str, Any]:
         return {"summaries": self.summaries, "correlator": self.correlator}
