@@ -719,11 +719,11 @@ INDEX = (
 )
 
 
-def parse_address(address: str) -> tuple[str, int]:
+def parse_address(address: str, what: str = "metrics address") -> tuple[str, int]:
     """``HOST:PORT``, ``[IPv6]:PORT`` or ``:PORT`` (every address) -> (host, port)."""
     m = _ADDRESS_RE.match(address.strip())
     if m is None or int(m.group(3)) > 65535:
-        raise UsageError(f"metrics address {address!r}: expected HOST:PORT or :PORT, the port 0 to 65535")
+        raise UsageError(f"{what} {address!r}: expected HOST:PORT or :PORT, the port 0 to 65535")
     host = m.group(1) if m.group(1) is not None else m.group(2)
     return host, int(m.group(3))
 

@@ -114,7 +114,8 @@ def test_unknown_message_and_bad_periods(db: str) -> None:
 
 def test_serve_warns_beyond_loopback_without_a_password(tmp_path: Path) -> None:
     need_module("uvicorn")
-    from postlens.web.serve import is_loopback, split_listen
+    from postlens.metrics import parse_address
+    from postlens.web.serve import local_only
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "postlens", "serve", "--db", str(tmp_path / "h.db"), "--listen", "0.0.0.0:0"],
@@ -126,10 +127,10 @@ def test_serve_warns_beyond_loopback_without_a_password(tmp_path: Path) -> None:
     proc.wait(timeout=30)
     assert first.startswith("postlens: warning: the dashboard listens on 0.0.0.0") and "password" in first
 
-    assert split_listen("[::1]:8025") == ("::1", 8025)
-    assert is_loopback("127.0.0.1") and is_loopback("::1") and not is_loopback("0.0.0.0")
+    assert parse_address("[::1]:8025", "--listen") == ("::1", 8025)
+    assert local_only("127.0.0.1") and local_only("::1") and not local_only("0.0.0.0")
     with pytest.raises(postlens.errors.UsageError):
-        split_listen("8025")
+        parse_address("8025", "--listen")
 
 
 def test_a_malformed_search_is_said_on_the_page(db: str) -> None:

@@ -178,7 +178,8 @@ class Dashboard:
         if fmt not in ("plain", "access", "cidr", "nftables"):
             return PlainTextResponse(f"unknown blocklist format {fmt!r}\n", status_code=400)
         with history.connect(self.db) as db:
-            entries = data.blocklist_entries(db, self._period(db, request), self.threshold)
+            found = data.alerts(db, self._period(db, request), self.threshold)
+        entries = [(a["ip"], a["text"]) for a in found]
         out = io.StringIO()
         write_blocklist(entries, fmt, out)
         return PlainTextResponse(
@@ -190,7 +191,8 @@ class Dashboard:
         q = request.query_params
         keys = {name: q.get(name, "").strip() for name in ("sender", "recipient", "msgid", "qid", "ip")}
         status, reason = q.get("status", "").strip(), q.get("reason", "").strip()
-        error, hits, rows, since = "", None, None, None
+        error, rows, since = "", None, None
+        hits: list[dict[str, Any]] | None = None
         selection: dict[str, Any] = {
             "senders": (keys["sender"],) if keys["sender"] else (),
             "recipients": (keys["recipient"],) if keys["recipient"] else (),
@@ -199,18 +201,21 @@ class Dashboard:
             "clients": (keys["ip"],) if keys["ip"] else (),
             "statuses": (status,) if status else (),
         }
+        query = None
+        if any(keys.values()):
+            try:
+                query = postlens.query(**selection)
+            except PostlensError as e:  # a malformed search (a bad network, say) is said on the page
+                error, hits = str(e), []
         with history.connect(self.db) as db:
             p = self._period(db, request)
             if not any(keys.values()):
                 rows = data.messages(db, p, status=status, reason=reason)
-        if any(keys.values()):
-            try:
-                with history.connect(self.db) as db:  # thousands of messages: the newest, at once
-                    since = newest_start(db, postlens.query(**selection), p.start, p.end, SEARCH_LINES)
-                start, end = iso_utc(p.start if since is None else since), iso_utc(p.end)
-                hits, _ = postlens.trace([], db=self.db, since=start, until=end, **selection)
-            except PostlensError as e:  # a malformed search (a bad network, say) is said on the page
-                error, hits = str(e), []
+            elif query is not None:  # thousands of messages: the newest, at once
+                since = newest_start(db, query, p.start, p.end, SEARCH_LINES)
+        if query is not None:
+            start, end = iso_utc(p.start if since is None else since), iso_utc(p.end)
+            hits, _ = postlens.trace([], db=self.db, since=start, until=end, **selection)
         found = hits or []
         return self.page(
             "messages.html", request, period=p, keys=keys, status=status, reason=reason, rows=rows,
@@ -255,8 +260,8 @@ class Dashboard:
         async def stream() -> AsyncIterator[str]:
             seen = None
             while not await request.is_disconnected():
-                version, found = await asyncio.to_thread(self._live, request)
-                if version != seen:
+                version, found = await asyncio.to_thread(self._live, request, seen)
+                if found is not None:
                     seen = version
                     yield f"event: overview\ndata: {json.dumps(found, separators=(',', ':'))}\n\n"
                 else:
@@ -267,10 +272,14 @@ class Dashboard:
             stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
         )
 
-    def _live(self, request: Request) -> tuple[Any, dict[str, Any]]:
+    def _live(self, request: Request, seen: Any) -> tuple[Any, dict[str, Any] | None]:
+        """The summaries' version, and the overview if they changed since version ``seen``."""
         with history.connect(self.db) as db:
             row = db.execute("SELECT line_id FROM rollup_state WHERE id = 1").fetchone()
-            return (row[0] if row else None), data.overview(db, self._period(db, request), self.tz)
+            version = row[0] if row else None
+            if version == seen:
+                return version, None
+            return version, data.overview(db, self._period(db, request), self.tz)
 
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

@@ -220,13 +220,6 @@ def problems(db: Any, p: Period, rules: Rules) -> dict[str, Any]:
 
 def security(db: Any, p: Period, tz: str | None, threshold: int) -> dict[str, Any]:
     """Failed logins over time, by IP and username; IPs at ``threshold`` or more in one hour."""
-    lo, hi = p.hours()
-    hourly = _rows(
-        db,
-        "SELECT key, MAX(n), SUM(n) FROM rollup_hours WHERE kind = 'auth_ip' AND hour >= ? AND hour < ? "
-        "GROUP BY key HAVING MAX(n) >= ? ORDER BY SUM(n) DESC, key",
-        (lo, hi, threshold),
-    )
     return {
         "period": _period_dict(p),
         "failures": {"kind": "lines", **series(db, p, ("auth_failures", "rejected"), tz)},
@@ -234,21 +227,29 @@ def security(db: Any, p: Period, tz: str | None, threshold: int) -> dict[str, An
         "ips": top(db, p, "auth_ip", 25),
         "usernames": top(db, p, "auth_user", 25),
         "rejected_ips": top(db, p, "rejected_ip", 25),
-        "alerts": [
-            {
-                "ip": ip,
-                "most_in_an_hour": int(most),
-                "failures": int(n),
-                "text": f"{ip}: {int(n)} failed logins, up to {int(most)} in one hour",
-            }
-            for ip, most, n in hourly
-        ],
+        "alerts": alerts(db, p, threshold),
         "threshold": threshold,
     }
 
 
-def blocklist_entries(db: Any, p: Period, threshold: int) -> list[tuple[str, str]]:
-    return [(a["ip"], a["text"]) for a in security(db, p, None, threshold)["alerts"]]
+def alerts(db: Any, p: Period, threshold: int) -> list[dict[str, Any]]:
+    """The IPs that failed ``threshold`` logins or more in one hour of the period, most first."""
+    lo, hi = p.hours()
+    hourly = _rows(
+        db,
+        "SELECT key, MAX(n), SUM(n) FROM rollup_hours WHERE kind = 'auth_ip' AND hour >= ? AND hour < ? "
+        "GROUP BY key HAVING MAX(n) >= ? ORDER BY SUM(n) DESC, key",
+        (lo, hi, threshold),
+    )
+    return [
+        {
+            "ip": ip,
+            "most_in_an_hour": int(most),
+            "failures": int(n),
+            "text": f"{ip}: {int(n)} failed logins, up to {int(most)} in one hour",
+        }
+        for ip, most, n in hourly
+    ]
 
 
 def messages(

@@ -7,7 +7,6 @@ every few seconds, which the live overview then shows.
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 import threading
 from collections.abc import Callable
@@ -16,7 +15,8 @@ from typing import Any
 
 import uvicorn
 
-from postlens.errors import UsageError
+from postlens.messages import is_loopback
+from postlens.metrics import parse_address
 from postlens.web.app import Access, create_app
 
 DEFAULT_LISTEN = "127.0.0.1:8025"
@@ -32,24 +32,12 @@ class ServeOptions:
     rules: str | None = None
     queue: Callable[[], Any] | None = None  # the mail queue's qshape result, when readable
     watch: list[str] = field(default_factory=list)  # logs to follow into the database
-    watch_state: str | None = None
     year: int | None = None
 
 
-def split_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise UsageError(f"--listen {listen!r}: give HOST:PORT, such as 127.0.0.1:8025 or [::1]:8025")
-    return host.strip("[]"), int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def local_only(host: str) -> bool:
+    """Whether a listen host is this machine alone ("" listens on every address)."""
+    return host == "localhost" or is_loopback(host)
 
 
 def serve(options: ServeOptions) -> None:
@@ -57,11 +45,12 @@ def serve(options: ServeOptions) -> None:
     from postlens import history
     from postlens.watch import Watcher, WatchOptions
 
-    host, port = split_listen(options.listen)
-    if not is_loopback(host) and not options.access.required:
+    host, port = parse_address(options.listen, "--listen")
+    if not local_only(host) and not options.access.required:
         print(
-            f"postlens: warning: the dashboard listens on {host}, beyond this machine, without a password: "
-            "anyone who reaches the port reads the mail log (set [serve] token or password)",
+            f"postlens: warning: the dashboard listens on {host or 'every address'}, beyond this "
+            "machine, without a password: anyone who reaches the port reads the mail log "
+            "(set [serve] token or password)",
             file=sys.stderr,
         )
     with history.connect(options.db, create=True):  # the schema, and a clear error early
@@ -76,8 +65,8 @@ def serve(options: ServeOptions) -> None:
     if options.watch:
         watcher = Watcher(
             WatchOptions(
-                paths=options.watch, db=options.db, state=options.watch_state, tz=options.tz,
-                year=options.year, db_every=WATCH_DB_EVERY,
+                paths=options.watch, db=options.db, tz=options.tz, year=options.year,
+                db_every=WATCH_DB_EVERY,
             ),
             stop,
         )  # fmt: skip
