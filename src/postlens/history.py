@@ -34,7 +34,7 @@ from postlens.lines import Line, LineParser, YearGuess, utc_parser, zone
 from postlens.lookup import line_keys, narrowed_lines
 from postlens.sources import Source, decode_lines, expand, open_source
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFAULT_KEEP_DAYS = 28
 
 _SCHEMA = (
@@ -59,6 +59,7 @@ _UPGRADES = {
         "CREATE INDEX keys_qid ON keys (qid, host)",
     ),
     3: rollup.TABLES,
+    4: rollup.QUEUE_TABLES,
 }
 _TYPES = {
     "sqlite": {"int": "INTEGER", "real": "REAL", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT",

@@ -4,7 +4,8 @@ The dashboard asks about days and weeks of a busy server; reading the lines agai
 page would take minutes. So each ingest (and ``watch --db``) reads the lines stored since the
 last one through the pipeline once more and adds what :mod:`postlens.analyses.summaries`
 counted to three tables: counts per minute, counts per hour by key (domains, delays,
-reasons, IPs, users), and one row per finished message. Messages still in flight are kept
+reasons, IPs, users), and one row per finished message; a fourth holds the messages still
+in the queue, as of the last update. Messages still in flight are kept
 between runs (pickled in ``rollup_state``), so a message whose lines two ingests stored is
 counted once, as in one pass. The lines are read in the order they were stored.
 """
@@ -27,21 +28,26 @@ from postlens.pipeline import routes
 IDLE = 14 * 86400
 CHUNK = 100_000  # lines per transaction: an ingest waits at most this long for a catch-up
 
+_MESSAGE_ROW = (  # MESSAGE_COLUMNS
+    "(host TEXT NOT NULL, qid TEXT NOT NULL, first_ts {real} NOT NULL, last_ts {real} NOT NULL, "
+    "sender TEXT NOT NULL, recipients TEXT NOT NULL, status TEXT NOT NULL, size {int}, "
+    "client_ip TEXT NOT NULL, message_id TEXT NOT NULL, reason TEXT NOT NULL)"
+)
 TABLES = (
     "CREATE TABLE rollup_minutes (minute {int} NOT NULL, metric TEXT NOT NULL, n {int} NOT NULL, "
     "PRIMARY KEY (minute, metric))",
     "CREATE TABLE rollup_hours (hour {int} NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, "
     "n {int} NOT NULL, "
     "PRIMARY KEY (kind, hour, key))",
-    "CREATE TABLE rollup_messages (host TEXT NOT NULL, qid TEXT NOT NULL, first_ts {real} NOT NULL, "
-    "last_ts {real} NOT NULL, sender TEXT NOT NULL, recipients TEXT NOT NULL, status TEXT NOT NULL, "
-    "size {int}, client_ip TEXT NOT NULL, message_id TEXT NOT NULL, reason TEXT NOT NULL)",
+    "CREATE TABLE rollup_messages " + _MESSAGE_ROW,
     "CREATE INDEX rollup_messages_ts ON rollup_messages (last_ts)",
     "CREATE INDEX rollup_messages_status ON rollup_messages (status, last_ts)",
     "CREATE INDEX rollup_messages_reason ON rollup_messages (reason, last_ts)",
     "CREATE TABLE rollup_state (id {int} PRIMARY KEY, line_id {int} NOT NULL, in_flight {int} NOT NULL, "
     "updated {real} NOT NULL, state {blob})",
 )
+# schema 4: the messages the log shows still in the queue, as of the last update
+QUEUE_TABLES = ("CREATE TABLE rollup_queue " + _MESSAGE_ROW,)
 
 
 class Roller:
@@ -89,9 +95,10 @@ class Roller:
             if correlator.candidates.get((held.host, held.qid)) is held:
                 summaries.count_early(held)
 
-    @property
-    def in_flight(self) -> int:
-        return len(self.correlator.open)
+    def queue_rows(self) -> list[tuple[Any, ...]]:
+        """Rows for the messages still in the queue (rollup_queue)."""
+        rows = (self.summaries.queued(msg) for msg in self.correlator.open.values())
+        return [row for row in rows if row is not None]
 
 
 def update(db: Any) -> int:
@@ -111,7 +118,10 @@ def update(db: Any) -> int:
                 roller.feed(text)
             roller.settle(time.time())
             _write(db, roller.summaries.drain())
-            _save(db, roller, rows[-1][0])
+            queued = roller.queue_rows()
+            db.execute("DELETE FROM rollup_queue")
+            db.insert("rollup_queue", MESSAGE_COLUMNS, queued)
+            _save(db, roller, rows[-1][0], len(queued))
         total += len(rows)
 
 
@@ -125,12 +135,12 @@ def _load(blob: bytes | None) -> Roller:
     return Roller()
 
 
-def _save(db: Any, roller: Roller, line_id: int) -> None:
+def _save(db: Any, roller: Roller, line_id: int, in_queue: int) -> None:
     db.execute(
         "INSERT INTO rollup_state VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
         "line_id = excluded.line_id, in_flight = excluded.in_flight, updated = excluded.updated, "
         "state = excluded.state",
-        (line_id, roller.in_flight, time.time(), pickle.dumps(roller, protocol=pickle.HIGHEST_PROTOCOL)),
+        (line_id, in_queue, time.time(), pickle.dumps(roller, protocol=pickle.HIGHEST_PROTOCOL)),
     )
 
 
@@ -154,3 +164,4 @@ def prune(db: Any, horizon: float) -> None:
     db.execute("DELETE FROM rollup_minutes WHERE minute < ?", (int(horizon // 60),))
     db.execute("DELETE FROM rollup_hours WHERE hour < ?", (int(horizon // 3600),))
     db.execute("DELETE FROM rollup_messages WHERE last_ts < ?", (horizon,))
+    db.execute("DELETE FROM rollup_queue WHERE last_ts < ?", (horizon,))

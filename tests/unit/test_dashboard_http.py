@@ -105,6 +105,21 @@ def test_token_and_password(db: str) -> None:
     assert c.get("/security", headers={"Authorization": "Basic !!!"}).status_code == 401
 
 
+def test_messages_still_in_the_queue_are_listed(db: str) -> None:
+    c = client(db)
+    overview = c.get("/api/overview").json()
+    page = c.get("/messages?status=deferred").text
+    queued = page.split('id="queued"')[1].split("</table>")[0]
+    assert "1A2B3C4D5E" in queued
+    assert queued.count("<tr>") - 1 == overview["queue"]["messages"] - 1  # all but the held one
+    held = c.get("/messages?status=hold").text.split('id="queued"')[1].split("</table>")[0]
+    assert held.count("<tr>") - 1 == 1 and "16DF420FF88" in held
+    delivered = c.get("/messages?status=delivered").text
+    assert 'id="queued"' not in delivered and 'id="results"' in delivered
+    by_reason = c.get("/messages?reason=temporary_failure").text.split('id="queued"')[1].split("</table>")[0]
+    assert "1A2B3C4D5E" in by_reason and "DD61B20FDD1" in by_reason
+
+
 def test_unknown_message_and_bad_periods(db: str) -> None:
     c = client(db)
     assert "No message NOPE" in c.get("/message/mx/NOPE").text

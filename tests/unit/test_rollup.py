@@ -24,6 +24,7 @@ def _tables(db: Path) -> dict[str, list[tuple[object, ...]]]:
             "minutes": con.execute("SELECT minute, metric, n FROM rollup_minutes ORDER BY 1, 2").fetchall(),
             "hours": con.execute("SELECT hour, kind, key, n FROM rollup_hours ORDER BY 1, 2, 3").fetchall(),
             "messages": con.execute("SELECT * FROM rollup_messages ORDER BY host, qid, first_ts").fetchall(),
+            "queue": con.execute("SELECT * FROM rollup_queue ORDER BY host, qid, first_ts").fetchall(),
         }
     finally:
         con.close()
@@ -77,6 +78,38 @@ def test_lines_stored_in_pieces_give_the_same_summaries(log: Path, pieces: int, 
     split = _tables(_ingest_in_pieces(log, tmp_path, pieces, live=True))
     assert split == whole
     assert whole["messages"]
+
+
+DEFERRED = """\
+Nov 28 10:00:01 mx postfix/pickup[10]: 4C1A2B3D5E: uid=0 from=<root>
+Nov 28 10:00:01 mx postfix/cleanup[11]: 4C1A2B3D5E: message-id=<m1@mx.lab.test>
+Nov 28 10:00:01 mx postfix/qmgr[12]: 4C1A2B3D5E: from=<root@mx.lab.test>, size=300, nrcpt=2 (queue active)
+Nov 28 10:00:02 mx postfix/smtp[13]: 4C1A2B3D5E: to=<a@near.test>, relay=mx.near.test[192.0.2.1]:25, delay=1, delays=0.1/0/0.4/0.5, dsn=2.0.0, status=sent (250 2.0.0 Ok)
+Nov 28 10:00:03 mx postfix/smtp[13]: 4C1A2B3D5E: to=<b@far.test>, relay=none, delay=2, delays=0.1/0/2/0, dsn=4.4.1, status=deferred (connect to mx.far.test[192.0.2.2]:25: Connection refused)
+"""
+LATER = """\
+Nov 28 11:00:03 mx postfix/smtp[14]: 4C1A2B3D5E: to=<b@far.test>, relay=mx.far.test[192.0.2.2]:25, delay=3602, delays=3600/0/1/1, dsn=2.0.0, status=sent (250 2.0.0 Ok)
+Nov 28 11:00:03 mx postfix/qmgr[12]: 4C1A2B3D5E: removed
+"""
+
+
+def test_a_message_waits_in_the_queue_table_until_it_ends(tmp_path: Path) -> None:
+    log, db = tmp_path / "mail.log", tmp_path / "h.db"
+    log.write_text(DEFERRED)
+    history.ingest([str(log)], str(db), keep_days=0, year=2026, tz="UTC")
+    waiting = _tables(db)
+    assert [(row[1], row[4], row[5], row[6], row[10]) for row in waiting["queue"]] == [
+        ("4C1A2B3D5E", "root@mx.lab.test", "a@near.test b@far.test", "deferred", "connection_refused")
+    ]
+    assert not waiting["messages"]
+    with history.connect(str(db)) as store:
+        assert store.execute("SELECT in_flight FROM rollup_state").fetchone()[0] == 1
+    with log.open("a") as f:
+        f.write(LATER)
+    history.ingest([str(log)], str(db), keep_days=0, year=2026, tz="UTC")
+    done = _tables(db)
+    assert not done["queue"]
+    assert [(row[1], row[6]) for row in done["messages"]] == [("4C1A2B3D5E", "delivered")]
 
 
 def test_a_state_from_another_version_starts_again(tmp_path: Path) -> None:

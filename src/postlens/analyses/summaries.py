@@ -142,25 +142,32 @@ class Summaries:
             return
         if not msg.link_pending:
             self.settle(msg.arrived())
-        last: dict[str, Delivery] = {}
-        for d in msg.deliveries:
-            if not hop_target(d):
-                last[d.to.lower()] = d
+        last = _last_attempts(msg)
         if last or msg.expired is not None or msg.policy:
-            self.messages.append(self._row(msg, last))
+            statuses = {d.status for d in last.values()}
+            if msg.expired is not None:
+                status = "expired"
+            elif msg.policy:
+                status = msg.policy
+            elif "bounced" in statuses:
+                status = "bounced"
+            elif "deferred" in statuses:
+                status = "deferred"
+            else:
+                status = "delivered" if statuses == {"sent"} else ",".join(sorted(statuses))
+            self.messages.append(self._row(msg, last, status))
 
-    def _row(self, msg: Message, last: dict[str, Delivery]) -> tuple[Any, ...]:
-        statuses = {d.status for d in last.values()}
-        if msg.expired is not None:
-            status = "expired"
-        elif msg.policy:
-            status = msg.policy
-        elif "bounced" in statuses:
-            status = "bounced"
-        elif "deferred" in statuses:
-            status = "deferred"
-        else:
-            status = "delivered" if statuses == {"sent"} else ",".join(sorted(statuses))
+    def queued(self, msg: Message) -> tuple[Any, ...] | None:
+        """The row of a message still in the queue: ``deferred`` once its last attempt for a
+        recipient was, ``hold`` when held, else ``queued``. None for one that only went into a
+        content filter (its re-injected copy is the one waiting)."""
+        last = _last_attempts(msg)
+        if msg.ended == ENDED_ABORTED or (msg.deliveries and not last):
+            return None
+        deferred = any(d.status == "deferred" for d in last.values())
+        return self._row(msg, last, msg.policy or ("deferred" if deferred else "queued"))
+
+    def _row(self, msg: Message, last: dict[str, Delivery], status: str) -> tuple[Any, ...]:
         reason = ""
         for d in reversed(msg.deliveries):
             if d.status in ("deferred", "bounced"):
@@ -181,3 +188,12 @@ class Summaries:
         out = Drained(self.minutes, self.hours, self.messages)
         self.minutes, self.hours, self.messages = Counter(), Counter(), []
         return out
+
+
+def _last_attempts(msg: Message) -> dict[str, Delivery]:
+    """Each recipient's last delivery attempt, hops into a content filter left out."""
+    last: dict[str, Delivery] = {}
+    for d in msg.deliveries:
+        if not hop_target(d):
+            last[d.to.lower()] = d
+    return last

@@ -191,7 +191,7 @@ class Dashboard:
         q = request.query_params
         keys = {name: q.get(name, "").strip() for name in ("sender", "recipient", "msgid", "qid", "ip")}
         status, reason = q.get("status", "").strip(), q.get("reason", "").strip()
-        error, rows, since = "", None, None
+        error, rows, queued, since = "", None, None, None
         hits: list[dict[str, Any]] | None = None
         selection: dict[str, Any] = {
             "senders": (keys["sender"],) if keys["sender"] else (),
@@ -211,6 +211,7 @@ class Dashboard:
             p = self._period(db, request)
             if not any(keys.values()):
                 rows = data.messages(db, p, status=status, reason=reason)
+                queued = data.messages(db, p, status=status, reason=reason, queue=True)
             elif query is not None:  # thousands of messages: the newest, at once
                 since = newest_start(db, query, p.start, p.end, SEARCH_LINES)
         if query is not None:
@@ -219,7 +220,7 @@ class Dashboard:
         found = hits or []
         return self.page(
             "messages.html", request, period=p, keys=keys, status=status, reason=reason, rows=rows,
-            error=error, since=since,
+            queued=queued, error=error, since=since,
             hits=None if hits is None else [h for h in found if h["kind"] == "message"],
             refused=[h for h in found if h["kind"] == "noqueue"],
         )  # fmt: skip

@@ -253,11 +253,12 @@ def alerts(db: Any, p: Period, threshold: int) -> list[dict[str, Any]]:
 
 
 def messages(
-    db: Any, p: Period, *, status: str = "", reason: str = "", limit: int = 200
+    db: Any, p: Period, *, status: str = "", reason: str = "", limit: int = 200, queue: bool = False
 ) -> list[dict[str, Any]]:
-    """Finished messages of the period, newest first, by status or failure reason."""
-    where: list[str] = ["last_ts >= ?", "last_ts < ?"]
-    params: list[Any] = [p.start, p.end]
+    """Finished messages of the period, newest first, by status or failure reason; with
+    ``queue``, the messages still in the queue as of the last rollup, whatever the period."""
+    where: list[str] = ["1 = 1"] if queue else ["last_ts >= ?", "last_ts < ?"]
+    params: list[Any] = [] if queue else [p.start, p.end]
     if status:
         where.append("status = ?")
         params.append(status)
@@ -266,7 +267,8 @@ def messages(
         params.append(reason)
     rows = _rows(
         db,
-        f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM rollup_messages WHERE {' AND '.join(where)} "
+        f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM {'rollup_queue' if queue else 'rollup_messages'} "
+        f"WHERE {' AND '.join(where)} "
         "ORDER BY last_ts DESC LIMIT ?",
         (*params, limit),
     )
