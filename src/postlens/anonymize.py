@@ -79,7 +79,7 @@ from postlens.events.postfix import (
 )
 from postlens.lines import Line, LineParser, YearGuess, zone
 from postlens.output import output_path
-from postlens.sources import Source, expand, iter_lines, open_source
+from postlens.sources import Source, each_line, expand
 
 KEY_BYTES = 32
 MIN_KEY_BYTES = 16
@@ -1002,19 +1002,11 @@ def _output(path: str | None) -> Iterator[IO[bytes]]:
 def _lines(
     rewriter: Rewriter, sources: list[Source], year: int | None, tz: Any, problems: list[InputError]
 ) -> Iterator[str]:
-    for source in sources:
-        parser = LineParser(YearGuess(year, source.mtime, tz), tz)
-        try:
-            stream = open_source(source)
-            try:
-                for text in iter_lines(source, stream):
-                    yield rewriter.rewrite(text, parser)
-            finally:
-                stream.close()
-        except InputError as e:
-            problems.append(e)
-        except OSError as e:
-            problems.append(InputError(source.name, e.strerror or str(e)))
+    current, parser = None, None
+    for source, text in each_line(sources, problems):
+        if source is not current or parser is None:
+            current, parser = source, LineParser(YearGuess(year, source.mtime, tz), tz)
+        yield rewriter.rewrite(text, parser)
 
 
 def anonymize_files(

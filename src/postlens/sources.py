@@ -281,6 +281,23 @@ def iter_lines(src: Source, stream: BinaryIO, limit: int | None = None) -> Itera
         raise InputError(src.name, f"unreadable after {done} bytes: {e}") from e
 
 
+def each_line(sources: list[Source], problems: list[InputError]) -> Iterator[tuple[Source, str]]:
+    """Every text line of every source in turn, with its source. A source that cannot be read
+    adds its error to ``problems`` after the lines it gave, and the next one is read."""
+    for source in sources:
+        try:
+            stream = open_source(source)
+            try:
+                for text in iter_lines(source, stream):
+                    yield source, text
+            finally:
+                stream.close()
+        except InputError as e:
+            problems.append(e)
+        except OSError as e:  # reading the first bytes, before iter_lines takes over
+            problems.append(InputError(source.name, e.strerror or str(e)))
+
+
 def _looks_binary(block: bytes) -> bool:
     head = block[:8192]
     return b"\x00" in head and head.count(b"\x00") > len(head) // 100

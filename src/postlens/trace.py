@@ -28,7 +28,7 @@ from postlens.events import Event, EventParser, Reject, Tls
 from postlens.lines import Line, LineParser, YearGuess, zone
 from postlens.messages import LINK_WINDOW, Correlator, Message, hop_target, is_loopback
 from postlens.render import clean
-from postlens.sources import Source, expand, iter_lines, open_source
+from postlens.sources import Source, each_line, expand
 
 STATUSES = ("delivered", "deferred", "bounced", "expired", "rejected", "held", "discarded")
 
@@ -376,19 +376,13 @@ Records = Callable[[list[InputError]], Iterator[tuple[str, Line]]]
 
 def log_records(sources: list[Source], year: int | None, tz: Any) -> Records:
     def records(problems: list[InputError]) -> Iterator[tuple[str, Line]]:
-        for source in sources:
-            parser = LineParser(YearGuess(year, source.mtime, tz), tz)
-            try:
-                stream = open_source(source)
-                try:
-                    for text in iter_lines(source, stream):
-                        line = parser.parse(text)
-                        if line is not None:
-                            yield text, line
-                finally:
-                    stream.close()
-            except InputError as e:
-                problems.append(e)
+        current, parser = None, None
+        for source, text in each_line(sources, problems):
+            if source is not current or parser is None:
+                current, parser = source, LineParser(YearGuess(year, source.mtime, tz), tz)
+            line = parser.parse(text)
+            if line is not None:
+                yield text, line
 
     return records
 
