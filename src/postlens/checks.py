@@ -162,6 +162,7 @@ def check(
     *,
     now: str | None = None,
     queue_file: str | None = None,
+    config_dir: str | None = None,
     year: int | None = None,
     tz: str | None = None,
     syslog_name: str | None = None,
@@ -170,12 +171,14 @@ def check(
     of :data:`CHECKS`; ``warning`` and ``critical`` are threshold ranges (``10``, ``10:``,
     ``~:10``, ``10:20``, ``@10:20``). The window checks count the last ``window`` (default 15m)
     of the logs up to ``now``: ``"clock"`` (the default), ``"log"`` (the newest line) or a time;
-    ``silence`` reads all of them, ``queue`` the live queue or ``queue_file``. A problem it can
+    ``silence`` reads all of them, ``queue`` the live queue (of the instance at ``config_dir``)
+    or ``queue_file``. A problem it can
     name (bad options, a log that cannot be read) is an UNKNOWN result with that problem as its
     text, never an exception: ``result.line()`` is the plugin output and ``result.status`` the
     exit code."""
     try:
-        return _check(name, paths, warning, critical, window, now, queue_file, year, tz, syslog_name)
+        queue = (queue_file, config_dir)
+        return _check(name, paths, warning, critical, window, now, queue, year, tz, syslog_name)
     except PostlensError as e:
         return unknown(name, str(e))
     except re.error as e:
@@ -189,7 +192,7 @@ def _check(
     critical: str | None,
     window: str | None,
     now: str | None,
-    queue_file: str | None,
+    queue: tuple[str | None, str | None],  # a saved listing, the live queue's config directory
     year: int | None,
     tz: str | None,
     syslog_name: str | None,
@@ -201,9 +204,9 @@ def _check(
     if name == "queue":
         if paths or window is not None or now is not None:
             raise UsageError("queue reads the queue: it takes no logs, --window or --now")
-        return _queue(queue_file, warn, crit)
-    if queue_file is not None:
-        raise UsageError("--queue-file is for the queue check")
+        return _queue(*queue, warn, crit)
+    if queue != (None, None):
+        raise UsageError("--queue-file and --config-dir are for the queue check")
     if not paths:
         raise UsageError("no log given")
     try:
@@ -370,9 +373,11 @@ def _delivered(d: Delivery) -> bool:
     return d.status == "sent" and not hop_target(d) and "forwarded as " not in d.reply
 
 
-def _queue(queue_file: str | None, warn: Range | None, crit: Range | None) -> CheckResult:
+def _queue(
+    queue_file: str | None, config_dir: str | None, warn: Range | None, crit: Range | None
+) -> CheckResult:
     """Messages in every queue: the live queue (``postqueue -j``) or a saved listing."""
-    name, records, _malformed, problems = load(queue_file, None)
+    name, records, _malformed, problems = load(queue_file, config_dir)
     _stop(problems)
     per_queue = Counter(msg.queue_name for msg in records)
     count = len(records)

@@ -630,7 +630,7 @@ def queue(
               help="Store what is read in the history database (PATH or the default one).")  # fmt: skip
 @click.option("--queue/--no-queue", "read_queue", default=True, show_default=True,
               help="Read the mail queue (postqueue -j) every 30 s for metrics and alerts.")  # fmt: skip
-@click.option("-c", "config_dir", metavar="DIR", help="The Postfix configuration directory of the queue.")
+@click.option("-c", "--config-dir", metavar="DIR", help="The Postfix configuration directory of the queue.")
 @click.option("--view/--no-view", default=None, help="The live view.  [default: when stdout is a terminal]")
 @click.option("--year", type=int, help="Year of stamps without one (default: now).")
 @click.option("--tz", metavar="ZONE", help="Zone of stamps without one (default: local).")
@@ -671,7 +671,7 @@ def watch(
 @click.option(
     "--queue/--no-queue", "read_queue", default=False, help="Show the live mail queue (postqueue -j)."
 )
-@click.option("-c", "config_dir", metavar="DIR", help="The Postfix configuration directory of the queue.")
+@click.option("-c", "--config-dir", metavar="DIR", help="The Postfix configuration directory of the queue.")
 @click.option("--queue-file", metavar="FILE", help="Show this saved `postqueue -j` listing as the queue.")
 @click.option("--tz", metavar="ZONE", help="Zone of the times shown, and of log stamps without one.")
 @click.option("--year", type=int, help="Year of stamps without one in watched logs (default: now).")
@@ -746,6 +746,7 @@ class _PluginCommand(click.Command):
 @click.option(
     "--queue-file", metavar="FILE", help="queue: a saved `postqueue -j` listing, not the live queue."
 )
+@click.option("--config-dir", metavar="DIR", help="queue: another instance's live queue (postqueue -c DIR).")
 @click.option("--year", type=int, help="Year of the first line for stamps without one (default: file time).")
 @click.option("--tz", metavar="ZONE", help="Zone of stamps without one, and of --now (default: local).")
 @click.option("--syslog-name", metavar="REGEX", help="A custom syslog_name, as a regular expression.")

@@ -152,13 +152,16 @@ def explain_failure(stderr: str, config_dir: str | None) -> str:
         return f"{m.group(1)} may not view the mail queue (authorized_mailq_users): run as root"
     if "unauthorized configuration directory name" in stderr:
         return (
-            f"-c {config_dir}: only root may name it, unless alternate_config_directories in the "
+            f"--config-dir {config_dir}: only root may name it, unless alternate_config_directories in the "
             "default main.cf lists it"
         )
     if m := re.search(r"open (\S*main\.cf): No such file", stderr):
         if config_dir:
-            return f"-c {config_dir}: no main.cf there; give the config directory of the instance"
-        return f"no {m.group(1)}: Postfix is not set up here; give -c DIR for an instance, or a saved file"
+            return f"--config-dir {config_dir}: no main.cf there; give the config directory of the instance"
+        return (
+            f"no {m.group(1)}: Postfix is not set up here; give --config-dir DIR for an instance, "
+            "or a saved file"
+        )
     if m := re.search(r"chdir (\S+): (.*)", stderr):
         return f"queue directory {m.group(1)}: {m.group(2)}; check queue_directory in main.cf"
     if re.search(r"usage: postqueue|invalid option -- '?j", stderr):

@@ -340,6 +340,13 @@ def test_the_command_line_live_and_from_a_file(lab_queue: Any, tmp_path: Path) -
     expected = run_qshape([spool / "deferred", spool / "hold"], ["-p"], now).splitlines()
     for out in (live.stdout, from_file.stdout):
         assert Counter(out.splitlines()[: len(expected)]) == Counter(expected)
+    # the Nagios check reads the same instance's queue (-c is --critical there)
+    listed = sum(1 for text in saved.read_text().splitlines() if text.strip())
+    check = subprocess.run(
+        [sys.executable, "-m", "postlens", "check", "queue", "--config-dir", str(pf.etc)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert check.returncode == 0 and f"{listed} messages in the queue" in check.stdout, check.stdout
 
 
 def test_maildrop_is_where_qshape_misreads_the_queue(lab_queue: Any) -> None:

@@ -347,7 +347,7 @@ def test_postqueue_warnings_are_passed_on(fake_postqueue: Any, saved: Path) -> N
         ("postqueue: fatal: User joe(1000) is not allowed to view the mail queue", 77,
          ["joe(1000) may not view the mail queue", "authorized_mailq_users"]),
         ("postqueue: fatal: open /etc/postfix/main.cf: No such file or directory", 75,
-         ["no /etc/postfix/main.cf", "-c DIR"]),
+         ["no /etc/postfix/main.cf", "--config-dir DIR"]),
         ("postqueue: invalid option -- 'j'\npostqueue: fatal: usage: postqueue -f | postqueue -p", 64,
          ["Postfix 3.1 or later"]),
         ("postqueue: fatal: chdir /var/spool/postfix: No such file or directory", 69,
@@ -365,11 +365,11 @@ def test_another_instance_s_directory(fake_postqueue: Any, tmp_path: Path) -> No
     refused = fake_postqueue(
         stderr=f"postqueue: fatal: unauthorized configuration directory name: {tmp_path}", code=75
     )
-    one_line_exit_2(run("-c", str(tmp_path), env=refused), f"-c {tmp_path}", "alternate_config_directories")
+    one_line_exit_2(run("-c", str(tmp_path), env=refused), f"--config-dir {tmp_path}", "alternate_config_directories")
     empty = fake_postqueue(
         stderr=f"postqueue: fatal: open {tmp_path}/main.cf: No such file or directory", code=75
     )
-    one_line_exit_2(run("-c", str(tmp_path), env=empty), f"-c {tmp_path}: no main.cf there")
+    one_line_exit_2(run("-c", str(tmp_path), env=empty), f"--config-dir {tmp_path}: no main.cf there")
 
 
 def test_a_missing_postqueue(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
