@@ -34,6 +34,7 @@ T = TypeVar("T")
 DEFAULT_LOGS = ("/var/log/mail.log", "/var/log/maillog")
 # networks a blocklist never names unless the config's [security] allow says otherwise
 DEFAULT_ALLOW = ("127.0.0.0/8", "::1/128")
+DB_HELP = "The history database (default: $POSTLENS_DB, [history] db, or ~/.local/share)."
 CONTEXT = {"help_option_names": ["--help"], "max_content_width": 100}
 
 
@@ -118,7 +119,11 @@ def _default_paths() -> list[str]:
     metavar="[N]",
     help="Fold VERP addresses (2: harder).",
 )
-@click.option("--zero-fill", is_flag=True, help="Show every day and hour, also without traffic.")
+@click.option(
+    "--zero-fill",
+    is_flag=True,
+    help="Show every calendar day (and, in Markdown, every smtpd hour), also without traffic.",
+)
 @click.option("-i", "--ignore-case", is_flag=True, help="pflogsumm view: compare addresses without case.")
 @click.option("--smtpd-stats", is_flag=True, help="Add SMTP connection statistics.")
 @click.option("--no-no-msg-size", "no_no_size", is_flag=True, help="Leave out 'Messages with no size data'.")
@@ -295,7 +300,7 @@ def trace(paths: tuple[str, ...], fmt: str, output: str | None, sample: bool, **
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="csv", show_default=True)
 def export(paths: tuple[str, ...], sample: bool, **opts: Any) -> None:
     """Every message, delivery attempt, reject or login, as rows: CSV, JSON Lines,
-    Elastic Common Schema JSON Lines, or SQLite (with -o). Selected like trace.
+    Elastic Common Schema JSON Lines, SQLite or Parquet (with -o). Selected like trace.
     """
     count, problems = _search(postlens.export, paths, sample, opts)
     click.echo(f"postlens: {count} rows", err=True)
@@ -304,7 +309,11 @@ def export(paths: tuple[str, ...], sample: bool, **opts: Any) -> None:
 
 @main.command(context_settings=CONTEXT)
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--db", metavar="PATH", help="The history database (default: $POSTLENS_DB or ~/.local/share).")
+@click.option(
+    "--db",
+    metavar="PATH",
+    help=DB_HELP,
+)
 @click.option(
     "--keep-days",
     type=click.IntRange(0),
@@ -331,7 +340,11 @@ def ingest(paths: tuple[str, ...], **opts: Any) -> None:
 
 @main.command(context_settings=CONTEXT)
 @click.option("--older-than", required=True, metavar="AGE", help="Age of the lines to remove: 28d, 12h.")
-@click.option("--db", metavar="PATH", help="The history database (default: $POSTLENS_DB or ~/.local/share).")
+@click.option(
+    "--db",
+    metavar="PATH",
+    help=DB_HELP,
+)
 def prune(older_than: str, db: str | None) -> None:
     """Remove old lines from the history database."""
     now = time.time()
@@ -664,7 +677,11 @@ def watch(
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--db", metavar="PATH", help="The history database (default: $POSTLENS_DB or ~/.local/share).")
+@click.option(
+    "--db",
+    metavar="PATH",
+    help=DB_HELP,
+)
 @click.option("--listen", metavar="HOST:PORT", help="Where to listen.  [127.0.0.1:8025, or [serve] listen]")
 @click.option("--watch", "watch_paths", multiple=True, metavar="PATH",
               help="Follow this log into the database too (repeat for more).")  # fmt: skip

@@ -29,7 +29,7 @@ from typing import Any
 
 from postlens import config, rollup
 from postlens.anonymize import history_rewriter
-from postlens.errors import EXIT_DATABASE, InputError, PostlensError
+from postlens.errors import EXIT_DATABASE, InputError, PostlensError, UsageError
 from postlens.lines import Line, LineParser, YearGuess, utc_parser, zone
 from postlens.lookup import line_keys, narrowed_lines
 from postlens.sources import Source, decode_lines, expand, open_source
@@ -428,7 +428,7 @@ def ingest(
     """Store what is new in the logs; prune lines older than ``keep_days`` (0: keep all)."""
     sources, problems = expand(paths)
     if any(s.path == "-" for s in sources):
-        raise HistoryError("ingest reads files, not standard input: it remembers how far each was read")
+        raise UsageError("ingest reads files, not standard input: it remembers how far each was read")
     now = time.time() if now is None else now
     horizon = now - keep_days * 86400 if keep_days > 0 else float("-inf")
     result = IngestResult()

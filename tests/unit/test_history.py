@@ -146,6 +146,8 @@ def test_unusable_databases(tmp_path: Path) -> None:
     assert refused.exit_code == EXIT_DATABASE and "newer postlens" in refused.output
     both = CliRunner().invoke(main, ["report", "--db", str(newer), str(MIXED)])
     assert both.exit_code == 2
+    stdin = CliRunner().invoke(main, ["ingest", "--db", str(tmp_path / "s.db"), "-"], input="")
+    assert stdin.exit_code == 2 and "reads files, not standard input" in stdin.output
 
 
 def test_export_and_report_since_from_the_database(tmp_path: Path, new_history: Callable[[], str]) -> None:

@@ -365,7 +365,9 @@ def test_another_instance_s_directory(fake_postqueue: Any, tmp_path: Path) -> No
     refused = fake_postqueue(
         stderr=f"postqueue: fatal: unauthorized configuration directory name: {tmp_path}", code=75
     )
-    one_line_exit_2(run("-c", str(tmp_path), env=refused), f"--config-dir {tmp_path}", "alternate_config_directories")
+    one_line_exit_2(
+        run("-c", str(tmp_path), env=refused), f"--config-dir {tmp_path}", "alternate_config_directories"
+    )
     empty = fake_postqueue(
         stderr=f"postqueue: fatal: open {tmp_path}/main.cf: No such file or directory", code=75
     )
