@@ -63,7 +63,8 @@ class Analysis:
         self.events = EventParser(settings.syslog_name)
         self.views: list[View] = [make_view(name, opts, tz) for name, opts in settings.views.items()]
         on_session = self._session if self.views else self.report.add_session
-        self.correlator = Correlator(self._message, on_session, self.report.settle, first)
+        on_settled = self._settled if self.views else self.report.settle
+        self.correlator = Correlator(self._message, on_session, on_settled, first)
         self._consumers = self._route()
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -82,6 +83,11 @@ class Analysis:
         self.pflogsumm.add_message(msg)
         for view in self.views:
             view.add_message(msg)
+
+    def _settled(self, msg: Any) -> None:
+        self.report.settle(msg)
+        for view in self.views:
+            view.settle(msg)
 
     def _session(self, sess: Any) -> None:
         self.report.add_session(sess)

@@ -197,6 +197,18 @@ def test_anomalies_against_the_same_hour_of_earlier_days(tmp_path: Path) -> None
     assert pattern["received"][3][10] == 60 and pattern["received"][0][10] == 5
 
 
+@pytest.mark.parametrize(
+    "log", [Path(postlens.sample_log()), Path(__file__).parents[1] / "data" / "mixed.log"]
+)
+def test_anomalies_count_received_as_the_report_does(log: Path) -> None:
+    """Held and discarded mail is received; a content filter's re-injection is not, also when
+    the filter's reply comes after the re-injected copy was removed."""
+    report, _ = postlens.report([str(log)], year=2026, tz="UTC")
+    found, _ = postlens.anomalies([str(log)], year=2026, tz="UTC")
+    assert sum(map(sum, found["pattern"]["received"])) == report["totals"]["received"] > 0
+    assert sum(row["received"] for row in found["series"]) == report["totals"]["received"]
+
+
 def test_commands_print_text_and_json(tmp_path: Path) -> None:
     log = tmp_path / "mail.log"
     log.write_text(FAILING + SECURITY_LOG)

@@ -26,7 +26,7 @@ from postlens.analyses.report_result import weekly_pattern
 from postlens.analyses.tally import Tally, add_row, bump_max
 from postlens.dates import iso_utc
 from postlens.events import AuthFailure, Reject
-from postlens.messages import Message, hop_target
+from postlens.messages import ENDED_ABORTED, Arrived, Message, hop_target
 
 METRICS = ("received", "delivered", "deferred", "bounced", "rejected", "auth_failures")
 # a drop is news only for what normally flows; a spike for everything
@@ -70,11 +70,19 @@ class Anomalies:
     def _auth_failure(self, ev: AuthFailure) -> None:
         self._series[self._step(ev.line.ts), "auth_failures"] += 1
 
-    def add_message(self, msg: Message) -> None:
-        if msg.queued is not None and msg.origin and not msg.reinjected:
+    def settle(self, msg: Arrived) -> None:
+        """Received, counted as the report counts it (held and discarded mail too, a content
+        filter's re-injection not)."""
+        if msg.entered and not msg.reinjected:
             self._series[self._step(msg.first_ts), "received"] += 1
             local = datetime.fromtimestamp(msg.first_ts, self.tz)
             self._received_at[local.date().isoformat(), local.hour] += 1
+
+    def add_message(self, msg: Message) -> None:
+        if msg.ended == ENDED_ABORTED:
+            return
+        if not msg.link_pending:
+            self.settle(msg.arrived())
         for d in msg.deliveries:
             if hop_target(d):
                 continue

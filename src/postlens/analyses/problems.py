@@ -145,6 +145,9 @@ class Problems:
         verdict = last or self.rules.classify("expired", "", "", "")
         self._count_reply(verdict, "expired", "", "", "expired, returned to sender", ts)
 
+    def settle(self, msg: Any) -> None:
+        pass  # arrivals are not counted here
+
     def add_session(self, sess: Any) -> None:
         pass
 

@@ -1,6 +1,7 @@
 """views: the analyses a command runs besides the report, looked up by name.
 
-A view is fed like the report (events by type, finished messages and sessions) and
+A view is fed like the report (events by type, finished messages and sessions, settled
+arrivals) and
 merges exactly with the view of the stretch of log after it, so it runs unchanged with
 -j, on a Dask cluster and over the history database.
 """
@@ -16,6 +17,8 @@ class View(Protocol):
     def handlers(self) -> dict[type, Callable[[Any], None]]: ...
 
     def add_message(self, msg: Any) -> None: ...
+
+    def settle(self, msg: Any) -> None: ...  # an arrival, once known not a re-injection (Report.settle)
 
     def add_session(self, sess: Any) -> None: ...
 
