@@ -311,7 +311,7 @@ def _problem(rules: Rules) -> Pick:
         if isinstance(ev, Reject):
             if ev.action not in REJECTS:
                 return None
-            verdict = rules.classify("reject", ev.code, ev.dsn, ev.reason)
+            verdict = rules.classify("reject", ev.code, ev.dsn, ev.reason, ev.stage)
         elif ev.status in ("deferred", "bounced"):
             code, dsn, text = split_reply(ev.reply)
             verdict = rules.classify(ev.status, code, ev.dsn or dsn, text)

@@ -653,7 +653,7 @@ class Metrics:
 
     def _reject(self, ev: Reject) -> None:
         if ev.action in REJECTS:
-            reason = self.rules.classify("reject", ev.code, ev.dsn, ev.reason).reason.id
+            reason = self.rules.classify("reject", ev.code, ev.dsn, ev.reason, ev.stage).reason.id
             self.failures.inc("reject", reason)
         if ev.action != "reject":
             return

@@ -307,7 +307,10 @@ def test_failures_by_reason_class(full: Samples) -> None:
         (("kind", "reject"), ("reason", "access_denied")): 1,
         (("kind", "reject"), ("reason", "client_blocklisted")): 1,  # postscreen's DNSBL reject
         (("kind", "reject"), ("reason", "rate_limited")): 1,  # postscreen: too many connections
-        (("kind", "reject"), ("reason", "content_rejected")): 1,  # cleanup's header check
+        (
+            ("kind", "reject"),
+            ("reason", "header_body_check"),
+        ): 1,  # cleanup's header check, whatever its words
         (("kind", "deferred"), ("reason", "temporary_failure")): 1,
         (("kind", "deferred"), ("reason", "connection_refused")): 1,
         (("kind", "bounced"), ("reason", "user_unknown")): 1,

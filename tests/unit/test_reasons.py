@@ -244,6 +244,17 @@ text = 'Temporary local problem'
     assert verdict(mine, "bounced", TEMP_PROBLEM).reason.id == "temporary_failure"
 
 
+def test_a_reject_stage_decides_for_content_checks(tmp_path: Path, rules: Rules) -> None:
+    """cleanup's header and body checks reject with the admin's own words: the stage tells."""
+    own_words = "Subject: Win a prize: we do not take this here"
+    assert rules.classify("reject", "", "5.7.1", own_words, "header").reason.id == "header_body_check"
+    assert rules.classify("reject", "", "5.7.1", own_words, "body").reason.id == "header_body_check"
+    assert rules.classify("reject", "", "5.7.1", own_words, "RCPT").reason.id == "unclassified"
+    mine = user_rules(tmp_path, "[[rules]]\nreason = 'policy_rejected'\nstage = 'body'\n")
+    assert mine.classify("reject", "", "5.7.1", own_words, "body").reason.id == "policy_rejected"
+    assert mine.classify("reject", "", "5.7.1", own_words, "header").reason.id == "header_body_check"
+
+
 def test_user_reasons_and_providers(tmp_path: Path, rules: Rules) -> None:
     mine = user_rules(
         tmp_path,
@@ -290,7 +301,7 @@ url = "https://spamhaus.example.net/"
     ("[[rules]]\nreason = 'blocked'\ntxt = 'x'", "rule 1: unknown key 'txt'"),
     ("[[rules]]\nreason = 'blocked'\ntext = 'a(b'", "rule 1: bad regular expression 'a(b'"),
     ("[[rules]]\nreason = 'no_such_reason'\ntext = 'x'", "rule 1: reason 'no_such_reason' is not defined"),
-    ("[[rules]]\nreason = 'blocked'", "rule 1: needs a kind, code, dsn or text"),
+    ("[[rules]]\nreason = 'blocked'", "rule 1: needs a kind, code, dsn, text or stage"),
     ("[[rules]]\nreason = 'blocked'\nkind = 'rejected'", "rule 1: kind 'rejected' is not one of"),
     ("[[rules]]\nreason = 'blocked'\ncode = '5xx'", "rule 1: code '5xx' is not 1 to 3 digits"),
     ("[[rules]]\nreason = 'blocked'\ndsn = '5.7.*'", "rule 1: dsn '5.7.*' is not like"),

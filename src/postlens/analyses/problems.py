@@ -96,7 +96,7 @@ class Problems:
         period = self._period(ts)
         if period is None:
             return
-        verdict = self.rules.classify("reject", ev.code, ev.dsn, ev.reason)
+        verdict = self.rules.classify("reject", ev.code, ev.dsn, ev.reason, ev.stage)
         r = verdict.reason.id
         self._messages[r, period] += 1
         if ev.recipient:

@@ -243,6 +243,7 @@ class _Rule:
     codes: tuple[str, ...]  # prefixes of the SMTP code; empty: any
     dsn: re.Pattern[str] | None
     text: _Text | None
+    stages: frozenset[str] | None  # a reject's stage (RCPT, header, body ...); None: any
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +251,9 @@ class _ProviderRule:
     provider: Provider
     match: _Text
     kinds: frozenset[str] | None
+
+
+_Key = tuple[str, str, str, str, str]  # kind, code, dsn, text, stage
 
 
 class Rules:
@@ -262,8 +266,8 @@ class Rules:
         self._rules = rules
         self._providers = providers
         self._unclassified = reasons[UNCLASSIFIED]
-        self._by_reply: dict[tuple[str, str, str, str], Verdict] = {}
-        self._by_normalised: dict[tuple[str, str, str, str], Verdict] = {}
+        self._by_reply: dict[_Key, Verdict] = {}
+        self._by_normalised: dict[_Key, Verdict] = {}
 
     @classmethod
     def load(cls, user_file: str | None = None) -> Rules:
@@ -283,9 +287,10 @@ class Rules:
         """Every reason, in file order (a user file's new reasons last), with "unclassified"."""
         return list(self._reasons.values())
 
-    def classify(self, kind: str, code: str, dsn: str, text: str) -> Verdict:
-        """The reason for one reply; a ``code`` or ``dsn`` that is "" is looked for in ``text``."""
-        key = (kind, code, dsn, text)
+    def classify(self, kind: str, code: str, dsn: str, text: str, stage: str = "") -> Verdict:
+        """The reason for one reply; a ``code`` or ``dsn`` that is "" is looked for in ``text``.
+        ``stage`` is a reject's: where in the transaction, or which content check."""
+        key = (kind, code, dsn, text, stage)
         verdict = self._by_reply.get(key)
         if verdict is not None:
             return verdict
@@ -294,15 +299,15 @@ class Rules:
             code = code or found_code
             dsn = dsn or found_dsn
         norm = normalise(text)
-        nkey = (kind, code, dsn, norm)
+        nkey = (kind, code, dsn, norm, stage)
         verdict = self._by_normalised.get(nkey)
         if verdict is None:
-            verdict = self._decide(kind, code, dsn, norm)
+            verdict = self._decide(kind, code, dsn, norm, stage)
             _remember(self._by_normalised, nkey, verdict)
         _remember(self._by_reply, key, verdict)
         return verdict
 
-    def _decide(self, kind: str, code: str, dsn: str, text: str) -> Verdict:
+    def _decide(self, kind: str, code: str, dsn: str, text: str, stage: str) -> Verdict:
         folded = text.casefold()
         reason = self._unclassified
         for rule in self._rules:
@@ -311,6 +316,8 @@ class Rules:
             if rule.codes and not code.startswith(rule.codes):
                 continue
             if rule.dsn is not None and rule.dsn.match(dsn) is None:
+                continue
+            if rule.stages is not None and stage not in rule.stages:
                 continue
             if rule.text is not None and not rule.text.search(text, folded):
                 continue
@@ -326,8 +333,7 @@ class Rules:
         return (Rules, (self._reasons, self._rules, self._providers))
 
 
-def _remember(cache: dict[tuple[str, str, str, str], Verdict], key: tuple[str, str, str, str],
-              verdict: Verdict) -> None:  # fmt: skip
+def _remember(cache: dict[_Key, Verdict], key: _Key, verdict: Verdict) -> None:
     if len(cache) >= CACHE_SIZE:
         cache.clear()
     cache[key] = verdict
@@ -344,7 +350,7 @@ def _read(path: str, data: bytes) -> dict[str, Any]:
 
 _TOP_KEYS = {"reasons", "rules", "providers"}
 _REASON_KEYS = ("title", "explanation", "action")
-_RULE_KEYS = {"reason", "kind", "code", "dsn", "text"}
+_RULE_KEYS = {"reason", "kind", "code", "dsn", "text", "stage"}
 _PROVIDER_KEYS = ("name", "url")  # besides match (a regex or a list) and kind (optional)
 
 
@@ -427,7 +433,7 @@ def _rules(path: str, data: dict[str, Any], reasons: dict[str, Reason]) -> Itera
         if not isinstance(rid, str) or rid not in reasons:
             raise UsageError(f"rules {path}: {what}: reason {rid!r} is not defined")
         if len(rule) == 1:
-            raise UsageError(f"rules {path}: {what}: needs a kind, code, dsn or text to match")
+            raise UsageError(f"rules {path}: {what}: needs a kind, code, dsn, text or stage to match")
         codes = _strings(path, what, "code", rule.get("code"))
         bad = [c for c in codes if not _CODE_RE.match(c)]
         if bad:
@@ -437,12 +443,14 @@ def _rules(path: str, data: dict[str, Any], reasons: dict[str, Reason]) -> Itera
         if bad:
             raise UsageError(f"rules {path}: {what}: dsn {bad[0]!r} is not like 5.1.1, x.7.26, 5.7 or 4")
         texts = _strings(path, what, "text", rule.get("text"))
+        stages = _strings(path, what, "stage", rule.get("stage"))
         yield _Rule(
             reasons[rid],
             _kinds(path, what, rule.get("kind")),
             tuple(codes),
             _dsn_regex(dsns) if dsns else None,
             _pattern(path, what, texts) if texts else None,
+            frozenset(stages) if stages else None,
         )
 
 

@@ -96,7 +96,7 @@ class Summaries:
         if ev.action not in REJECTS:
             return
         hour = self._count(ev.line.ts, "rejected")
-        verdict = self.rules.classify("reject", ev.code, ev.dsn, ev.reason)
+        verdict = self.rules.classify("reject", ev.code, ev.dsn, ev.reason, ev.stage)
         self._reason(hour, "reject", verdict.reason.id, domain(ev.recipient) if ev.recipient else "")
         if ev.client_ip:
             self.hours[hour, "rejected_ip", ev.client_ip] += 1
