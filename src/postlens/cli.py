@@ -89,7 +89,23 @@ def _default_paths() -> list[str]:
     return []
 
 
-@main.command(context_settings=CONTEXT)
+class _PflogsummCommand(click.Command):
+    """pflogsumm takes --problems_first for --problems-first; so does postlens report, so that
+    a crontab's pflogsumm line works unchanged."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        return super().parse_args(ctx, [_dashed(a) for a in args[:end]] + args[end:])
+
+
+def _dashed(arg: str) -> str:
+    if not arg.startswith("--"):
+        return arg
+    name, eq, value = arg.partition("=")
+    return name.replace("_", "-") + eq + value
+
+
+@main.command(context_settings=CONTEXT, cls=_PflogsummCommand)
 @click.argument("paths", nargs=-1)
 @click.option(
     "-d",
@@ -108,6 +124,20 @@ def _default_paths() -> list[str]:
 @click.option(
     "--detail", type=int, default=-1, metavar="N", help="Rows in problem sections (and -h/-u if unset)."
 )
+@click.option("--deferral-detail", type=int, metavar="N", help="Rows in the deferral detail (0: none).")
+@click.option("--bounce-detail", type=int, metavar="N", help="Rows in the bounce detail (0: none).")
+@click.option(
+    "--reject-detail", type=int, metavar="N", help="Rows in the reject, warning, hold and discard details."
+)
+@click.option("--smtp-detail", type=int, metavar="N", help="Rows in the smtp delivery failures.")
+@click.option("--smtpd-warning-detail", type=int, metavar="N", help="Rows in the Warnings (0: none).")
+@click.option("-q", "--quiet", is_flag=True, help="Leave out sections with nothing in them (text).")
+@click.option("--mailq", is_flag=True, help="Add the live mail queue's shape at the end (text).")
+@click.option("--iso-date-time", is_flag=True, hidden=True)  # pflogsumm's: postlens's times always are
+@click.option("--no-bounce-detail", is_flag=True, hidden=True)  # pflogsumm's older forms of ... 0
+@click.option("--no-deferral-detail", is_flag=True, hidden=True)
+@click.option("--no-reject-detail", is_flag=True, hidden=True)
+@click.option("--no-smtpd-warnings", is_flag=True, hidden=True)
 @click.option("--problems-first", is_flag=True, help="Problem sections right after the grand totals.")
 @click.option("--rej-add-from", is_flag=True, help="Show the sender beside rejected recipients.")
 @click.option(
@@ -179,10 +209,16 @@ def report(
     mail = _report_mail(opts)
     detail = opts.pop("detail")
     top_hosts, top_users = opts.pop("top_hosts"), opts.pop("top_users")
+    mailq = opts.pop("mailq")
+    if mailq and fmt != "text":
+        _fail("--mailq is for the text report", EXIT_USAGE)
+    opts.pop("iso_date_time")
     render_opts = RenderOptions(
         top_hosts=top_hosts if top_hosts >= 0 else detail,
         top_users=top_users if top_users >= 0 else detail,
         detail=detail,
+        section_detail=_section_detail(opts),
+        quiet=opts.pop("quiet"),
         problems_first=opts.pop("problems_first"),
         smtpd_stats=opts.pop("smtpd_stats"),
         zero_fill=opts.pop("zero_fill"),
@@ -192,10 +228,37 @@ def report(
     show = sys.stderr.isatty() if progress is None else progress
     result, problems = _run(lambda: postlens.report(targets, progress=sys.stderr if show else None, **opts))
     if mail is None or output is not None:
-        write_output(render(result, fmt, render_opts), output)
+        text = render(result, fmt, render_opts)
+        write_output(text + _mail_queue() if mailq else text, output)
     if mail is not None:
         _run(lambda: mail.send(result, render_opts, date=opts["date"], tz=opts["tz"]))
     _problems(problems)
+
+
+def _section_detail(opts: dict[str, Any]) -> dict[str, int]:
+    """pflogsumm's per-section limits, its deprecated --no-...-detail forms as 0."""
+    limits = {}
+    for group in ("deferral", "bounce", "reject", "smtp", "smtpd_warning"):
+        n = opts.pop(f"{group}_detail")
+        if n is not None:
+            limits[group] = max(n, 0)
+    for flag, group in (("no_bounce_detail", "bounce"), ("no_deferral_detail", "deferral"),
+                        ("no_reject_detail", "reject"), ("no_smtpd_warnings", "smtpd_warning")):  # fmt: skip
+        if opts.pop(flag):
+            limits[group] = 0
+    return limits
+
+
+def _mail_queue() -> str:
+    """pflogsumm's --mailq: the live queue at the end of the report, as postlens queue shows
+    it; a queue that cannot be read is said there, and the report is still printed."""
+    from postlens.render.queue import render_queue
+
+    try:
+        text = render_queue(postlens.queue()[0], "text")
+    except PostlensError as e:
+        text = f" {e}\n"
+    return "\nCurrent Mail Queue\n------------------\n" + text
 
 
 def _report_mail(opts: dict[str, Any]) -> ReportMail | None:

@@ -161,6 +161,69 @@ def test_detail_limits_rows() -> None:
     assert len([line for line in section.splitlines() if line.startswith(" ") and "@" in line]) == 1
 
 
+SAMPLE = ["--sample", "--year", "2026"]
+
+
+def _titles(text: str) -> list[str]:
+    """The section titles of a text report: each line above a row of dashes."""
+    lines = text.splitlines()
+    return [lines[i - 1] for i, line in enumerate(lines) if i and line and set(line) == {"-"}]
+
+
+def test_pflogsumm_command_lines_work_unchanged() -> None:
+    """A crontab's pflogsumm line: underscores for dashes, per-section limits, -q and the
+    older --no-...-detail forms."""
+    plain = CliRunner().invoke(main, ["report", *SAMPLE])
+    cron = CliRunner().invoke(
+        main, ["report", *SAMPLE, "--problems_first", "--rej_add_from", "--verp_mung", "--iso-date-time",
+               "--bounce_detail=0", "--reject-detail", "1", "--no-smtpd-warnings", "-q"],
+    )  # fmt: skip
+    assert plain.exit_code == 0 and cron.exit_code == 0, cron.output
+    before, after = _titles(plain.output), _titles(cron.output)
+    assert "message bounce detail (by relay)" in before and "message bounce detail (by relay)" not in after
+    assert "Warnings" in before and "Warnings" not in after
+    assert after.index("message reject detail") < after.index("Per-Hour Traffic Summary")  # problems first
+    rejects = cron.output.split("message reject detail\n")[1].split("\n\n")[0]
+    assert len([line for line in rejects.splitlines() if line.startswith("  ") and "(total:" in line]) == 1
+    assert len([line for line in rejects.splitlines() if line.startswith("    ")]) == 1
+    same = CliRunner().invoke(
+        main, ["report", *SAMPLE, "--problems-first", "--rej-add-from", "--verp-mung", "--bounce-detail", "0",
+               "--reject_detail=1", "--smtpd-warning-detail", "0", "--quiet"],
+    )  # fmt: skip
+    assert same.output == cron.output
+    none = CliRunner().invoke(main, ["report", *SAMPLE, "--detail", "0"])
+    assert not {"message deferral detail", "message reject detail", "Warnings"} & set(_titles(none.output))
+    assert "Master daemon messages" in _titles(none.output)  # shown whole, as pflogsumm does
+
+
+def test_quiet_leaves_out_empty_sections_only() -> None:
+    loud = run(str(MIXED)).output
+    quiet = run("-q", str(MIXED)).output
+    assert " none" in loud and " none" not in quiet
+    empty = {t for t in _titles(loud) if f"{t}\n{'-' * len(t)}\n none" in loud}
+    assert empty and set(_titles(quiet)) == set(_titles(loud)) - empty
+    assert "Grand Totals" in quiet and "Coverage" in quiet
+
+
+def test_quiet_leaves_out_postlens_sections_with_nothing_counted(tmp_path: Path) -> None:
+    """A log without TLS, postscreen or logins: -q leaves those sections out, not the rest."""
+    log = tmp_path / "mail.log"
+    log.write_text("".join(line + "\n" for line in MIXED.read_text().splitlines() if "postfix/qmgr" in line))
+    loud, quiet = _titles(run(str(log)).output), _titles(run("-q", str(log)).output)
+    assert {"TLS", "Postscreen", "SASL authentication", "Notifications"} <= set(loud)
+    assert not {"TLS", "Postscreen", "SASL authentication", "Notifications"} & set(quiet)
+    assert {"Grand Totals", "Coverage", "Per-Hour Traffic Summary"} <= set(quiet)
+
+
+def test_mailq_adds_the_queue_and_keeps_the_report() -> None:
+    r = CliRunner().invoke(main, ["report", *SAMPLE, "--mailq"])
+    assert r.exit_code == 0, r.output
+    assert "Grand Totals" in r.output and _titles(r.output)[-1] == "Current Mail Queue"
+    assert r.output.split("Current Mail Queue\n------------------\n")[1].strip()  # the queue, or why not
+    wrong = CliRunner().invoke(main, ["report", *SAMPLE, "--mailq", "--format", "json"])
+    assert wrong.exit_code == 2 and "--mailq is for the text report" in wrong.output
+
+
 def test_zero_fill_shows_days_without_traffic(tmp_path: Path) -> None:
     log = tmp_path / "mail.log"
     lines = MIXED.read_text().splitlines()

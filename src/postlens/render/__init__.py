@@ -7,7 +7,7 @@ Each renderer takes the result dict of :meth:`postlens.analyses.report.Report.re
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 FORMATS = ("text", "json", "markdown", "html")
@@ -31,6 +31,10 @@ class RenderOptions:
     top_hosts: int = -1  # -h: rows in host/domain summaries (-1 = all)
     top_users: int = -1  # -u: rows in sender/recipient lists
     detail: int = -1  # --detail: rows in problem sections
+    # pflogsumm's --deferral-detail, --bounce-detail, --reject-detail, --smtp-detail and
+    # --smtpd-warning-detail, by SECTION_GROUPS name: rows, 0 to leave the sections out
+    section_detail: dict[str, int] = field(default_factory=dict)
+    quiet: bool = False  # -q: leave out sections with nothing in them (text)
     problems_first: bool = False
     smtpd_stats: bool = False
     zero_fill: bool = False
@@ -42,8 +46,26 @@ class RenderOptions:
     scripts: bool = True
 
 
+# which of pflogsumm's per-section limits applies to each problem section of the result
+SECTION_GROUPS = {
+    "deferrals": "deferral", "bounces": "bounce", "rejects": "reject", "reject_warnings": "reject",
+    "holds": "reject", "discards": "reject", "smtp_failures": "smtp", "warnings": "smtpd_warning",
+}  # fmt: skip
+
+
 def limit(rows: list[Any], n: int) -> list[Any]:
     return rows if n < 0 else rows[:n]
+
+
+def section_rows(o: RenderOptions, key: str) -> int:
+    """Rows in the problem section ``key``: its group's own limit, else --detail (-1: all);
+    0 leaves the section out, as in pflogsumm. Fatal errors, panics and master messages are
+    always shown whole."""
+    group = SECTION_GROUPS.get(key)
+    if group is None:
+        return -1
+    n = o.section_detail.get(group, -1)
+    return n if n >= 0 else o.detail
 
 
 def render(result: dict[str, Any], fmt: str, options: RenderOptions | None = None) -> str:

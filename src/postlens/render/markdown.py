@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from postlens.render import RenderOptions, clean, limit, per_day_rows
+from postlens.render import RenderOptions, clean, limit, per_day_rows, section_rows
 
 Kind = Literal["text", "int", "secs"]
 NUMERIC: frozenset[Kind] = frozenset({"int", "secs"})
@@ -301,21 +301,21 @@ def _rejects(r: dict[str, Any], n: int) -> Section:
     return Section("rejects", "Message Reject Detail", blocks)
 
 
-def _problems(r: dict[str, Any], n: int) -> list[Section]:
+def _problems(r: dict[str, Any], o: RenderOptions) -> list[Section]:
     def listed(key: str, title: str, spec: Spec) -> Section:
-        return Section(key.replace("_", "-"), title, _listing(r[key], spec, n))
+        return Section(key.replace("_", "-"), title, _listing(r[key], spec, section_rows(o, key)))
 
-    return [
+    sections = [
         listed("deferrals", "Message Deferral Detail",
                (("daemon", "daemon"), ("reason", "reason"), ("count:int", "count"))),
         listed("bounces", "Message Bounce Detail (by relay)",
                (("relay", "relay"), ("reason", "reason"), ("count:int", "count"))),
-        _rejects(r, n),
+        _rejects(r, section_rows(o, "rejects")),
         listed("reject_warnings", "Message Reject Warning Detail", _DETAIL),
         listed("holds", "Message Hold Detail", _DETAIL),
         listed("discards", "Message Discard Detail", _DETAIL),
         Section("other-actions", "Other Actions (not counted in the totals)",
-                _counts("", "action", r["other_actions"], n)),
+                _counts("", "action", r["other_actions"], o.detail)),
         listed("smtp_failures", "SMTP Delivery Failures",
                (("reason", "reason"), ("peer", "peer"), ("count:int", "count"))),
         listed("warnings", "Warnings", _DIAG),
@@ -324,6 +324,8 @@ def _problems(r: dict[str, Any], n: int) -> list[Section]:
         listed("panics", "Panics", _DIAG),
         listed("master", "Master Daemon Messages", (("message", "text"), ("count:int", "count"))),
     ]  # fmt: skip
+    # pflogsumm's --bounce-detail 0 and the like leave their sections out
+    return [sec for sec in sections if section_rows(o, sec.key.replace("-", "_")) != 0]
 
 
 # -- postlens's own sections ----------------------------------------------------------
@@ -429,7 +431,7 @@ def _inputs(r: dict[str, Any]) -> Section:
 
 def report_sections(r: dict[str, Any], o: RenderOptions) -> list[Section]:
     """The report in pflogsumm 1.1.5's order, then postlens's own sections."""
-    problems = _problems(r, o.detail)
+    problems = _problems(r, o)
     main = [
         _per_day(r, o),
         _per_hour(r),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from postlens.render import RenderOptions, clean, limit, per_day_rows
+from postlens.render import RenderOptions, clean, limit, per_day_rows, section_rows
 
 _TRAFFIC = ("received", "delivered", "deferred", "bounced", "rejected")
 
@@ -34,8 +34,12 @@ def _title(out: list[str], title: str) -> None:
     out += ["", title, "-" * len(title)]
 
 
-def _none(out: list[str]) -> None:
-    out.append(" none")
+def _none(out: list[str], quiet: bool) -> None:
+    """An empty section: " none" under its title; with -q, not even the title."""
+    if quiet:
+        del out[-3:]
+    else:
+        out.append(" none")
 
 
 def _grand_totals(r: dict[str, Any], out: list[str]) -> None:
@@ -73,10 +77,10 @@ def _grand_totals(r: dict[str, Any], out: list[str]) -> None:
     )
 
 
-def _per_host(r: dict[str, Any], out: list[str]) -> None:
+def _per_host(r: dict[str, Any], o: RenderOptions, out: list[str]) -> None:
     _title(out, "Per Mail Server")
     if not r["hosts"]:
-        return _none(out)
+        return _none(out, o.quiet)
     out.append(" received delivered deferred  bounced rejected  expired   bytes in  bytes out mail server")
     out.append(" -------- --------- -------- -------- -------- -------- ---------- ---------- -----------")
     for h in r["hosts"]:
@@ -113,7 +117,7 @@ def _delivery_domains(r: dict[str, Any], o: RenderOptions, out: list[str]) -> No
     _title(out, "Host/Domain Summary: Message Delivery")
     rows = limit(r["delivery_domains"], o.top_hosts)
     if not rows:
-        return _none(out)
+        return _none(out, o.quiet)
     out.append(" sent cnt  bytes   defers   avg dly max dly     p50     p90     p99 host/domain")
     out.append(" -------- -------  -------  ------- ------- ------- ------- ------- -----------")
     for d in rows:
@@ -128,7 +132,7 @@ def _receiving_domains(r: dict[str, Any], o: RenderOptions, out: list[str]) -> N
     _title(out, "Host/Domain Summary: Messages Received")
     rows = limit(r["receiving_domains"], o.top_hosts)
     if not rows:
-        return _none(out)
+        return _none(out, o.quiet)
     out.append(" msg cnt   bytes   host/domain")
     out.append(" -------- -------  -----------")
     for d in rows:
@@ -162,7 +166,7 @@ def _users(r: dict[str, Any], o: RenderOptions, out: list[str]) -> None:
         _title(out, label)
         rows = limit(r[who][key], o.top_users)
         if not rows:
-            _none(out)
+            _none(out, o.quiet)
         for row in rows:
             value = f"{row[field]:8d} " if field == "count" else _units(row[field]) + "  "
             out.append(f" {value} {clean(row['address'])}")
@@ -173,7 +177,7 @@ def _no_size(r: dict[str, Any], o: RenderOptions, out: list[str]) -> None:
         return
     _title(out, "Messages with no size data")
     if not r["no_size"]:
-        return _none(out)
+        return _none(out, o.quiet)
     for row in r["no_size"]:
         qid, _, addr = row.partition("\t")
         out.append(f" {clean(qid):<15} {clean(addr)}")
@@ -182,12 +186,13 @@ def _no_size(r: dict[str, Any], o: RenderOptions, out: list[str]) -> None:
         out.append(f" ... and {more} more deliveries")
 
 
-def _nested(out: list[str], title: str, rows: list[dict[str, Any]], keys: tuple[str, ...], n: int) -> None:
+def _nested(out: list[str], title: str, rows: list[dict[str, Any]], keys: tuple[str, ...], n: int,
+            quiet: bool) -> None:  # fmt: skip
     """pflogsumm's nested detail: group by the leading keys, count the last one."""
     _title(out, title)
     rows = [row for row in rows if row["count"]]
     if not rows:
-        return _none(out)
+        return _none(out, quiet)
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(str(row[k]) for k in keys[:-1]), []).append(row)
@@ -199,67 +204,84 @@ def _nested(out: list[str], title: str, rows: list[dict[str, Any]], keys: tuple[
             out.append(f"    {row['count']:6d}   {clean(row[keys[-1]])}")
 
 
+_REJECT_KEYS = ("daemon", "stage", "reason", "who")
+_PROBLEMS = (
+    ("deferrals", "message deferral detail", ("daemon", "reason")),
+    ("bounces", "message bounce detail (by relay)", ("relay", "reason")),
+    ("rejects", "message reject detail", _REJECT_KEYS),
+    ("reject_warnings", "message reject warning detail", _REJECT_KEYS),
+    ("holds", "message hold detail", _REJECT_KEYS),
+    ("discards", "message discard detail", _REJECT_KEYS),
+    ("smtp_failures", "smtp delivery failures", ("reason", "peer")),
+    ("warnings", "Warnings", ("daemon", "text")),
+    ("errors", "Errors", ("daemon", "text")),
+    ("fatal", "Fatal Errors", ("daemon", "text")),
+    ("panics", "Panics", ("daemon", "text")),
+)
+
+
 def _problems(r: dict[str, Any], o: RenderOptions, out: list[str]) -> None:
-    n = o.detail
-    _nested(out, "message deferral detail", r["deferrals"], ("daemon", "reason"), n)
-    _nested(out, "message bounce detail (by relay)", r["bounces"], ("relay", "reason"), n)
-    rej_keys = ("daemon", "stage", "reason", "who")
-    _nested(out, "message reject detail", r["rejects"]["detail"], rej_keys, n)
-    _nested(out, "message reject warning detail", r["reject_warnings"], rej_keys, n)
-    _nested(out, "message hold detail", r["holds"], rej_keys, n)
-    _nested(out, "message discard detail", r["discards"], rej_keys, n)
-    _nested(out, "smtp delivery failures", r["smtp_failures"], ("reason", "peer"), n)
-    _nested(out, "Warnings", r["warnings"], ("daemon", "text"), n)
-    _nested(out, "Errors", r["errors"], ("daemon", "text"), n)
-    _nested(out, "Fatal Errors", r["fatal"], ("daemon", "text"), n)
-    _nested(out, "Panics", r["panics"], ("daemon", "text"), n)
+    for key, title, keys in _PROBLEMS:
+        n = section_rows(o, key)
+        if n != 0:
+            _nested(out, title, r["rejects"]["detail"] if key == "rejects" else r[key], keys, n, o.quiet)
     _title(out, "Master daemon messages")
     if not r["master"]:
-        _none(out)
-    for row in limit(r["master"], n):
+        _none(out, o.quiet)
+    for row in r["master"]:
         out.append(f" {row['count']:6d}   {clean(row['text'])}")
 
 
-def _counts(out: list[str], title: str, counts: dict[str, int], n: int) -> None:
+def _counts(out: list[str], title: str, counts: dict[str, int], o: RenderOptions) -> None:
+    if not counts and o.quiet:
+        return
     out.append(f" {title}:")
     if not counts:
         out.append("    none")
-    for key, value in limit(list(counts.items()), n):
+    for key, value in limit(list(counts.items()), o.detail):
         out.append(f"    {value:8d}  {clean(key)}")
 
 
 def _extras(r: dict[str, Any], o: RenderOptions, out: list[str]) -> None:
+    """postlens's own sections; with -q, only those with something in them."""
     d = r["delays"]
-    _title(out, "Delivery delays")
-    out.append(
-        f" {d['deliveries']} deliveries: average {_secs(d['avg'])}, p50 {_secs(d['p50'])}, "
-        f"p90 {_secs(d['p90'])}, p99 {_secs(d['p99'])}, max {_secs(d['max'])}"
-    )
-    out.append(" where the time goes (average per delivery):")
-    for name, label in (
-        ("before_qmgr", "before the queue manager"), ("in_queue", "in the queue"),
-        ("connection", "connection setup"), ("transmission", "transmission"),
-    ):  # fmt: skip
-        out.append(f"    {d['split'][name]['avg']:10.3f} s  {label}")
-    _title(out, "Notifications")
-    out.append(f" {r['notifications']['total']} notices generated by Postfix")
-    _counts(out, "by kind", r["notifications"]["by_kind"], o.detail)
-    _title(out, "TLS")
-    for side in ("inbound", "outbound"):
-        tls = r["tls"][side]
-        out.append(f" {side}: {tls['connections']} connections")
-        _counts(out, "protocol", tls["by_protocol"], o.detail)
-        _counts(out, "trust", tls["by_trust"], o.detail)
-    _title(out, "Postscreen")
-    _counts(out, "verdicts", r["postscreen"]["by_action"], o.detail)
-    _counts(out, "DNSBL listings", r["postscreen"]["dnsbl_listings"], o.detail)
-    _title(out, "SASL authentication")
-    for side in ("failures", "successes"):
-        a = r["auth"][side]
-        out.append(f" {side}: {a['total']}")
-        _counts(out, "by IP", a["by_ip"], o.detail)
-        _counts(out, "by username", a["by_username"], o.detail)
-        _counts(out, "by method", a["by_method"], o.detail)
+    if d["deliveries"] or not o.quiet:
+        _title(out, "Delivery delays")
+        out.append(
+            f" {d['deliveries']} deliveries: average {_secs(d['avg'])}, p50 {_secs(d['p50'])}, "
+            f"p90 {_secs(d['p90'])}, p99 {_secs(d['p99'])}, max {_secs(d['max'])}"
+        )
+        out.append(" where the time goes (average per delivery):")
+        for name, label in (
+            ("before_qmgr", "before the queue manager"), ("in_queue", "in the queue"),
+            ("connection", "connection setup"), ("transmission", "transmission"),
+        ):  # fmt: skip
+            out.append(f"    {d['split'][name]['avg']:10.3f} s  {label}")
+    if r["notifications"]["total"] or not o.quiet:
+        _title(out, "Notifications")
+        out.append(f" {r['notifications']['total']} notices generated by Postfix")
+        _counts(out, "by kind", r["notifications"]["by_kind"], o)
+    if any(r["tls"][side]["connections"] for side in ("inbound", "outbound")) or not o.quiet:
+        _title(out, "TLS")
+        for side in ("inbound", "outbound"):
+            tls = r["tls"][side]
+            out.append(f" {side}: {tls['connections']} connections")
+            _counts(out, "protocol", tls["by_protocol"], o)
+            _counts(out, "trust", tls["by_trust"], o)
+    screen = r["postscreen"]
+    if screen["by_action"] or screen["dnsbl_listings"] or not o.quiet:
+        _title(out, "Postscreen")
+        _counts(out, "verdicts", screen["by_action"], o)
+        _counts(out, "DNSBL listings", screen["dnsbl_listings"], o)
+    auth = r["auth"]
+    if auth["failures"]["total"] or auth["successes"]["total"] or not o.quiet:
+        _title(out, "SASL authentication")
+        for side in ("failures", "successes"):
+            a = auth[side]
+            out.append(f" {side}: {a['total']}")
+            _counts(out, "by IP", a["by_ip"], o)
+            _counts(out, "by username", a["by_username"], o)
+            _counts(out, "by method", a["by_method"], o)
 
 
 def _coverage(r: dict[str, Any], out: list[str]) -> None:
@@ -287,7 +309,7 @@ def render_text(r: dict[str, Any], o: RenderOptions) -> str:
         out.append(f"{o.title}: no mail in the log")
     _grand_totals(r, out)
     if o.by_host:
-        _per_host(r, out)
+        _per_host(r, o, out)
     if o.smtpd_stats:
         _smtpd(r, o, out)
     if o.problems_first:
