@@ -176,6 +176,18 @@ def test_a_sender_far_above_their_usual_hour_is_found(tmp_path: Path) -> None:
     r, _ = postlens.security([str(log)], year=2026, tz="UTC")
     assert [(f["kind"], f["subject"]) for f in r["findings"]] == [("compromised_sender", "alice")]
     assert r["findings"][0]["count"] == 40 and r["findings"][0]["usual"] == 3
+    assert r["senders"] == [
+        {"sender": "alice", "via": "sasl", "messages": 49, "recipients": 49, "bounced": 0, "deferred": 0,
+         "client_ips": 1, "busiest_hour": 40},
+        {"sender": "bob", "via": "sasl", "messages": 12, "recipients": 12, "bounced": 0, "deferred": 0,
+         "client_ips": 1, "busiest_hour": 3},
+    ]  # fmt: skip
+    text = subprocess.run(
+        [sys.executable, "-m", "postlens", "security", "--year", "2026", "--tz", "UTC", str(log)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    table = text.split("Mail by authenticated and local sender")[1]
+    assert table.index("alice") < table.index("bob") and " 49 " in table
 
 
 def test_anomalies_against_the_same_hour_of_earlier_days(tmp_path: Path) -> None:

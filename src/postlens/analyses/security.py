@@ -207,7 +207,31 @@ class Security:
                 {"ip": ip, "host": self._hosts.get(ip, ""), "rejects": n} for ip, n in _ranked(self._rejected)
             ],
             "lost_after_auth": _rows(self._lost_auth, "ip", "count"),
+            "senders": self._sender_rows(),
         }
+
+    def _sender_rows(self) -> list[dict[str, Any]]:
+        """Each SASL user's (and local sender's) mail, most messages first: what a hijacked
+        account or a runaway script looks like next to the others."""
+        totals: dict[str, list[int]] = {}  # who -> [messages, recipients, bounced, deferred, busiest hour]
+        for (who, _hour), row in self._sent.items():
+            t = totals.setdefault(who, [0, 0, 0, 0, 0])
+            for i, n in enumerate(row):
+                t[i] += n
+            t[4] = max(t[4], row[0])
+        ips: dict[str, set[str]] = {}
+        for who, _hour, ip in self._sent_ips:
+            ips.setdefault(who, set()).add(ip)
+        rows: list[dict[str, Any]] = []
+        for who, (messages, recipients, bounced, deferred, busiest) in totals.items():
+            via, _, sender = who.partition(":")
+            rows.append({
+                "sender": sender, "via": via, "messages": messages, "recipients": recipients,
+                "bounced": bounced, "deferred": deferred, "client_ips": len(ips.get(who, ())),
+                "busiest_hour": busiest,
+            })  # fmt: skip
+        rows.sort(key=lambda r: (-r["messages"], r["via"], r["sender"]))
+        return rows[:TOP]
 
     def _failures_by_ip(self) -> dict[str, list[int]]:
         """Each IP's failure times in seconds, sorted, one entry per failure."""

@@ -150,6 +150,15 @@ def _security(r: dict[str, Any], top: int) -> list[str]:
     )
     _title(out, "Connections lost after AUTH")
     _table(out, [[x["ip"], x["count"]] for x in limit(r["lost_after_auth"], top)], ["ip", "count"])
+    _title(out, "Mail by authenticated and local sender")
+    rows = [
+        [x["sender"], x["via"], x["messages"], x["recipients"], x["bounced"], x["deferred"], x["client_ips"],
+         x["busiest_hour"]]
+        for x in limit(r["senders"], top)
+    ]  # fmt: skip
+    _table(
+        out, rows, ["sender", "via", "messages", "recipients", "bounced", "deferred", "IPs", "busiest hour"]
+    )
     return out
 
 
