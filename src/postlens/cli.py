@@ -499,6 +499,7 @@ _SECURITY_NUMBERS = (
     ("burst_min", "messages in an hour a sender must reach to be a burst"),
     ("many_ips", "addresses a sender uses within an hour that are suspicious"),
     ("flood_min", "messages in an hour to one recipient that make a flood"),
+    ("reject_limit", "rejects of one client within --window that make it a finding (and blocked)"),
 )
 
 

@@ -37,6 +37,7 @@ KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
         "burst_min": int,
         "many_ips": int,
         "flood_min": int,
+        "reject_limit": int,
     },
     # the dashboard (docs/serve.md): who may read it, and where it listens
     "serve": {"listen": str, "token": str, "user": str, "password": str},

@@ -137,6 +137,34 @@ def test_security_findings(tmp_path: Path) -> None:
     assert r["logins"] == 1
 
 
+def _reject(at: int, ip: str, n: int) -> str:
+    return (f"Nov  7 {at // 3600:02d}:{at // 60 % 60:02d}:{at % 60:02d} mx postfix/smtpd[310]: NOQUEUE: reject: "
+            f"RCPT from unknown[{ip}]: 550 5.1.1 <u{n}@example.net>: Recipient address rejected: User unknown "
+            f"in virtual mailbox table; from=<x@spam.example> to=<u{n}@example.net> proto=ESMTP helo=<x>")  # fmt: skip
+
+
+def test_clients_refused_again_and_again_are_found_and_blocked(tmp_path: Path) -> None:
+    """fail2ban's postfix jail: many rejects in a short time. Slow ones are left alone, and a
+    client already found for its logins gets no second finding."""
+    lines = [_reject(3600 + i * 10, "203.0.113.50", i) for i in range(20)]  # 20 within 4 minutes
+    lines += [_reject(7200 + i * 600, "198.51.100.60", i) for i in range(20)]  # 20 over 3 hours
+    log = tmp_path / "mail.log"
+    log.write_text(SECURITY_LOG + "\n".join(lines) + "\n")
+    r, _ = postlens.security([str(log)], year=2026, tz="UTC")
+    found = [f for f in r["findings"] if f["kind"] == "repeated_rejects"]
+    assert [(f["subject"], f["count"], f["severity"]) for f in found] == [("203.0.113.50", 20, "medium")]
+    assert "refused 20 times within 10 minutes" in found[0]["explanation"]
+    assert {"ip": "198.51.100.60", "host": "", "rejects": 20} in r["rejected_clients"]
+    strict, _ = postlens.security([str(log)], year=2026, tz="UTC", options=SecurityOptions(reject_limit=21))
+    assert not [f for f in strict["findings"] if f["kind"] == "repeated_rejects"]
+    blocked = subprocess.run(
+        [sys.executable, "-m", "postlens", "security", "--year", "2026", "--tz", "UTC", "--blocklist", "plain",
+         "--reject-limit", "20", str(log)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "203.0.113.50" in blocked and "198.51.100.60" not in blocked and "203.0.113.9" in blocked
+
+
 def test_brute_force_needs_the_failures_within_the_window(tmp_path: Path) -> None:
     log = tmp_path / "mail.log"
     log.write_text(SECURITY_LOG)

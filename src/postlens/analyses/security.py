@@ -39,7 +39,8 @@ from postlens.lines import KIND_POSTFIX, Tag
 from postlens.messages import Message
 
 SEVERITY = {"guessed_password": "critical", "password_spray": "high", "distributed_attack": "high",
-            "brute_force": "high", "compromised_sender": "high", "mail_flood": "medium"}  # fmt: skip
+            "brute_force": "high", "compromised_sender": "high", "mail_flood": "medium",
+            "repeated_rejects": "medium"}  # fmt: skip
 _RANK = {"critical": 0, "high": 1, "medium": 2}
 # postscreen verdicts that are not a client's offence
 _BENIGN_SCREEN = frozenset(
@@ -62,6 +63,7 @@ class SecurityOptions:
     burst_min: int = 20
     many_ips: int = 5
     flood_min: int = 30
+    reject_limit: int = 20  # rejects of one client within the window
 
 
 def subnet(ip: str) -> str:
@@ -91,7 +93,7 @@ class Security:
         self._ok = t.vector("ok")  # (ip, username, service) -> [logins]
         self._ok_last = t.maximum("ok_last")  # (ip, username, service) -> last login time
         self._screen = t.counter("screen")  # (ip, verdict) -> n
-        self._rejected = t.counter("rejected")  # ip -> rejects
+        self._reject_sec = t.counter("reject_sec")  # (ip, second) -> rejects
         self._rbl = t.counter("rbl")  # (ip, list) -> rejects
         self._lost_auth = t.counter("lost_after_auth")  # ip -> n
         self._sent = t.vector("sent")  # (who, hour) -> [messages, recipients, bounced, deferred]
@@ -137,7 +139,7 @@ class Security:
     def _reject(self, ev: Reject) -> None:
         if ev.action not in REJECTS or not ev.client_ip:
             return
-        self._rejected[ev.client_ip] += 1
+        self._reject_sec[ev.client_ip, int(ev.line.ts)] += 1
         if ev.client_host and ev.client_host != "unknown":
             bump_max(self._hosts, ev.client_ip, ev.client_host)
         at = ev.reason.find("blocked using ")
@@ -187,6 +189,8 @@ class Security:
         failures = self._failures_by_ip()
         findings = self._ip_findings(failures) + self._user_findings() + self._sender_findings()
         findings += self._flood_findings()
+        rejects = _seconds_by_ip(self._reject_sec)
+        findings += self._reject_findings(rejects, {f["ip"] for f in findings if "ip" in f})
         findings.sort(key=lambda f: (_RANK[f["severity"]], -f["count"], f["kind"], f["subject"]))
         return {
             "findings": findings,
@@ -204,7 +208,8 @@ class Security:
             ],
             "rbl_rejects": [{"ip": ip, "list": name, "count": n} for (ip, name), n in _ranked(self._rbl)],
             "rejected_clients": [
-                {"ip": ip, "host": self._hosts.get(ip, ""), "rejects": n} for ip, n in _ranked(self._rejected)
+                {"ip": ip, "host": self._hosts.get(ip, ""), "rejects": n}
+                for ip, n in _ranked(Counter({ip: len(secs) for ip, secs in rejects.items()}))
             ],
             "lost_after_auth": _rows(self._lost_auth, "ip", "count"),
             "senders": self._sender_rows(),
@@ -235,12 +240,27 @@ class Security:
 
     def _failures_by_ip(self) -> dict[str, list[int]]:
         """Each IP's failure times in seconds, sorted, one entry per failure."""
-        by_ip: dict[str, list[int]] = {}
-        for (ip, sec), n in self._fail_sec.items():
-            by_ip.setdefault(ip, []).extend([sec] * n)
-        for secs in by_ip.values():
-            secs.sort()
-        return by_ip
+        return _seconds_by_ip(self._fail_sec)
+
+    def _reject_findings(self, rejects: dict[str, list[int]], found: set[str]) -> list[dict[str, Any]]:
+        """Clients refused again and again in a short time (relay probes, address harvesting,
+        blocklisted spam runs): what fail2ban's postfix jail bans. One already found for its
+        logins is not found again."""
+        o = self.options
+        out = []
+        for ip, secs in rejects.items():
+            burst = _most_in_window(secs, o.window)
+            if ip in found or burst < o.reject_limit:
+                continue
+            text = f"{ip} was refused {burst} times within {_span(o.window)} ({len(secs)} in all)"
+            base = {
+                "ip": ip,
+                "host": self._hosts.get(ip, ""),
+                "first": iso_utc(secs[0]),
+                "last": iso_utc(secs[-1]),
+            }
+            out.append(_finding("repeated_rejects", ip, len(secs), base, text))
+        return out
 
     def _usernames(self, ip: str) -> list[str]:
         """The usernames ``ip`` tried (older Postfix versions do not log them)."""
@@ -359,8 +379,18 @@ def _finding(kind: str, subject: str, count: int, details: dict[str, Any], text:
             **details}  # fmt: skip
 
 
+def _seconds_by_ip(counts: Counter[tuple[str, int]]) -> dict[str, list[int]]:
+    """Each IP's event times in seconds, sorted, one entry per event."""
+    by_ip: dict[str, list[int]] = {}
+    for (ip, sec), n in counts.items():
+        by_ip.setdefault(ip, []).extend([sec] * n)
+    for secs in by_ip.values():
+        secs.sort()
+    return by_ip
+
+
 def _most_in_window(secs: list[int], window: float) -> int:
-    """The most failures within any ``window`` seconds (``secs`` sorted)."""
+    """The most events within any ``window`` seconds (``secs`` sorted)."""
     best = start = 0
     for end, sec in enumerate(secs):
         while sec - secs[start] >= window:
