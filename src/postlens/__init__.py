@@ -9,36 +9,70 @@ from __future__ import annotations
 import io
 import json
 import math
+import sys
 import threading
 import time
+import types
 from collections.abc import Sequence
 from datetime import tzinfo
-from importlib import resources
 from typing import TYPE_CHECKING, Any, TextIO
 
-from postlens import history
-from postlens.analyses.anomalies import DAY, AnomaliesOptions
-from postlens.analyses.problems import ProblemsOptions
-from postlens.analyses.reasons import Rules
 from postlens.analyses.report import ReportOptions
-from postlens.analyses.security import SecurityOptions
-from postlens.anonymize import AnonymizeOptions, AnonymizeResult, anonymize_files, load_key
-from postlens.checks import CHECKS, CheckResult, check
+from postlens.config import DEFAULT_KEEP_DAYS
 from postlens.dates import moment, period
 from postlens.errors import InputError, PostlensError, UsageError
-from postlens.export import export as export_rows
 from postlens.lines import zone
 from postlens.pipeline import Analysis, Settings, analyse
-from postlens.progress import shown
-from postlens.queue import DEFAULT_QUEUES, ShapeOptions, analyse_queue, load, read_live
-from postlens.sources import plain_total
-from postlens.trace import STATUSES as TRACE_STATUSES
-from postlens.trace import Query
-from postlens.trace import trace as trace_logs
-from postlens.watch import WatchOptions
 
-if TYPE_CHECKING:  # the web extra may not be installed
-    from postlens.web.serve import ServeOptions
+# The other commands' modules are imported when first used: every command, and a Nagios
+# check run each minute, starts without loading what it does not need.
+if TYPE_CHECKING:
+    from postlens.analyses.anomalies import AnomaliesOptions
+    from postlens.analyses.security import SecurityOptions
+    from postlens.anonymize import AnonymizeResult
+    from postlens.checks import CHECKS, CheckResult, check
+    from postlens.history import IngestResult
+    from postlens.trace import STATUSES as TRACE_STATUSES
+    from postlens.trace import Query
+    from postlens.watch import WatchOptions
+    from postlens.web.serve import ServeOptions  # the web extra may not be installed
+
+_LAZY = {
+    "AnomaliesOptions": ("postlens.analyses.anomalies", "AnomaliesOptions"),
+    "CHECKS": ("postlens.checks", "CHECKS"),
+    "CheckResult": ("postlens.checks", "CheckResult"),
+    "SecurityOptions": ("postlens.analyses.security", "SecurityOptions"),
+    "TRACE_STATUSES": ("postlens.trace", "STATUSES"),
+    "WatchOptions": ("postlens.watch", "WatchOptions"),
+    "check": ("postlens.checks", "check"),
+}
+
+
+class _Library(types.ModuleType):
+    """This package. Some of its functions share their name with the module that implements
+    them (``postlens.trace`` the function, ``postlens/trace.py`` its module); importing such a
+    module when a command first needs it would bind the module over the function."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+_SHADOWED = frozenset(("anonymize", "export", "queue", "trace", "watch"))
+sys.modules[__name__].__class__ = _Library
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'postlens' has no attribute {name!r}")
+    import importlib
+
+    module, attr = _LAZY[name]
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 ENGINES = ("local", "dask")
@@ -84,6 +118,8 @@ def compiled() -> bool:
 
 def sample_log() -> str:
     """Path of the bundled sample log (a real Postfix's log from the test lab)."""
+    from importlib import resources
+
     return str(resources.files("postlens") / "data" / "sample.log")
 
 
@@ -137,6 +173,9 @@ def problems(
     """Why mail fails: every deferral, bounce, expiry and reject put into a reason, ranked
     (docs/problems.md). With a period, the period of the same length before it is read
     too, for the trend. ``reading`` takes report()'s options on how to read the logs."""
+    from postlens.analyses.problems import ProblemsOptions
+    from postlens.analyses.reasons import Rules
+
     start, end = _period(date, since, until, reading.get("tz"))
     options = ProblemsOptions(rules=rules, start=start, end=end)
     Rules.load(rules)  # a bad rule file is said before any log is read
@@ -156,6 +195,8 @@ def security(
 ) -> tuple[dict[str, Any], list[InputError]]:
     """Who is attacking: failed logins, sprays, guessed passwords, compromised senders
     and floods (docs/security.md)."""
+    from postlens.analyses.security import SecurityOptions
+
     start, end = _period(date, since, until, reading.get("tz"))
     return _view("security", options or SecurityOptions(), paths, start, end, reading)
 
@@ -171,6 +212,8 @@ def anomalies(
 ) -> tuple[dict[str, Any], list[InputError]]:
     """Spikes, drops and silences against the same hours of earlier days, and the weekly
     pattern (docs/anomalies.md). With a period, ``baseline_days`` before it are read too."""
+    from postlens.analyses.anomalies import DAY, AnomaliesOptions
+
     options = options or AnomaliesOptions()
     if DAY % options.step:
         raise UsageError(f"--step: {options.step} seconds does not divide a day")
@@ -269,13 +312,18 @@ def _read(
 ) -> tuple[dict[str, Any], list[InputError]]:
     target = _history(db)
     if target is not None:
-        return history.report_from(target, settings)
+        from postlens.history import report_from
+
+        return report_from(target, settings)
     if engine not in ENGINES:
         raise UsageError(f"--engine: {engine!r} is not one of {', '.join(ENGINES)}")
     if scheduler and engine != "dask":
         raise UsageError("--scheduler needs --engine dask")
     if progress is None:
         return _analyse(paths, settings, jobs, engine, scheduler)
+    from postlens.progress import shown
+    from postlens.sources import plain_total
+
     with shown(plain_total(paths), progress):
         return _analyse(paths, settings, jobs, engine, scheduler)
 
@@ -295,6 +343,8 @@ def query(
 ) -> Query:
     """What trace and export select (docs/trace.md); ``since``/``until`` take ``2h``, ``3d``
     or ISO 8601 times, in ``tz`` when they name no zone."""
+    from postlens.trace import Query
+
     zone_ = _zone(tz)
     q = Query(
         senders=senders, recipients=recipients, qids=qids, msgids=msgids, clients=clients,
@@ -321,6 +371,8 @@ def trace(
 ) -> tuple[list[dict[str, Any]], list[InputError]]:
     """The messages and NOQUEUE rejects that match ``selection`` (see :func:`query`), oldest
     first, and the inputs that could not be read. What ``postlens trace`` prints."""
+    from postlens.trace import trace as trace_logs
+
     q = query(tz=tz, **selection)
     return trace_logs(paths, q, year=year, tz=tz, syslog_name=syslog_name, raw=raw, db=_history(db))
 
@@ -339,6 +391,8 @@ def export(
 ) -> tuple[int, list[InputError]]:
     """Write the rows of ``table`` that match ``selection`` to ``output`` (stdout when None);
     return how many rows, and the inputs that could not be read. See docs/export.md."""
+    from postlens.export import export as export_rows
+
     q = query(tz=tz, **selection)
     return export_rows(
         paths, q, table, fmt, output, year=year, tz=tz, syslog_name=syslog_name, db=_history(db)
@@ -349,22 +403,28 @@ def ingest(
     paths: list[str],
     *,
     db: str | None = None,
-    keep_days: int = history.DEFAULT_KEEP_DAYS,
+    keep_days: int = DEFAULT_KEEP_DAYS,
     year: int | None = None,
     tz: str | None = None,
-) -> tuple[history.IngestResult, list[InputError]]:
+) -> tuple[IngestResult, list[InputError]]:
     """Append what is new in the logs to the history database (docs/history.md)."""
+    from postlens import history
+
     return history.ingest(paths, db or history.default_path(), keep_days=keep_days, year=year, tz=tz)
 
 
 def prune(older_than_days: float, *, db: str | None = None) -> int:
     """Remove stored lines older than the given age from the history database."""
+    from postlens import history
+
     return history.prune(db or history.default_path(), older_than_days)
 
 
 def summarise(*, db: str | None = None) -> int:
     """Bring the dashboard's summaries up to the stored lines; how many lines were read.
     Ingest keeps them up to date; a database from an older postlens needs this once."""
+    from postlens import history
+
     return history.summarise(db or history.default_path())
 
 
@@ -385,7 +445,11 @@ def _zone(tz: str | None) -> tzinfo | None:
 
 def _history(db: str | None) -> str | None:
     """The history database asked for: None to read log files, "" for the default one."""
-    return None if db is None else db or history.default_path()
+    if db is None:
+        return None
+    from postlens.history import default_path
+
+    return db or default_path()
 
 
 def _analyse(
@@ -412,7 +476,7 @@ def queue(
     linear: bool = False,
     parents: bool = False,
     min_subdomains: int = 5,
-    queues: Sequence[str] = DEFAULT_QUEUES,
+    queues: Sequence[str] | None = None,
     rules: str | None = None,
     now: int | None = None,
 ) -> tuple[dict[str, Any], list[InputError]]:
@@ -421,13 +485,17 @@ def queue(
     ``source`` is a saved ``postqueue -j`` file, ``-`` for standard input, or None for the live
     queue (``postqueue -j``, with ``-c config_dir`` for another instance). The options are
     qshape's: ``senders`` (-s), ``bucket_minutes`` (-t), ``buckets`` (-b), ``linear`` (-l),
-    ``parents`` (-p), ``min_subdomains`` (-m) and the ``queues`` of the table. Ages are counted
-    to ``now`` (epoch seconds; default: the present). Returns the result and the problems met on
-    the way (malformed lines, which were skipped); a source that cannot be read raises.
+    ``parents`` (-p), ``min_subdomains`` (-m) and the ``queues`` of the table (qshape's by
+    default). Ages are counted to ``now`` (epoch seconds; default: the present). Returns the
+    result and the problems met on the way (malformed lines, which were skipped); a source that
+    cannot be read raises.
     """
+    from postlens.analyses.reasons import Rules
+    from postlens.queue import DEFAULT_QUEUES, ShapeOptions, analyse_queue, load
+
     options = ShapeOptions(
         senders=senders, bucket_minutes=bucket_minutes, buckets=buckets, linear=linear, parents=parents,
-        min_subdomains=min_subdomains, queues=tuple(queues),
+        min_subdomains=min_subdomains, queues=tuple(queues) if queues is not None else DEFAULT_QUEUES,
     )  # fmt: skip
     options.check()
     loaded_rules = Rules.load(rules)  # a bad rule file is said before the queue is read
@@ -443,6 +511,8 @@ def queue(
 
 def queue_entries(config_dir: str | None = None) -> list[dict[str, Any]]:
     """The live queue as ``postqueue -j`` gives it, one dict per message (``-c config_dir``)."""
+    from postlens.queue import read_live
+
     return [json.loads(text) for text in read_live(config_dir) if text.strip()]
 
 
@@ -473,6 +543,8 @@ def anonymize(
     ``postlens anonymize`` does (docs/anonymize.md). ``key`` is the key file (made, 32 random
     bytes readable by its owner alone, with ``new_key`` when it does not exist). Returns the
     lines written and the inputs that could not be read."""
+    from postlens.anonymize import AnonymizeOptions, anonymize_files, load_key
+
     _zone(tz)  # a bad zone is said before the output is begun
     options = AnonymizeOptions(
         own_domains=tuple(own_domains), keep_domains=keep_domains, keep_prefix=keep_prefix,

@@ -35,12 +35,12 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, Protocol, TextIO
 
-from postlens.analyses.problems import REJECTS, domain
+from postlens.analyses.problems import domain
 from postlens.analyses.reasons import Rules, split_reply
 from postlens.analyses.security import Security, SecurityOptions
 from postlens.dates import duration, iso_utc
 from postlens.errors import UsageError
-from postlens.events import Arrival, AuthFailure, Delivery, Diagnostic, Event, Login, Reject
+from postlens.events import REJECTS, Arrival, AuthFailure, Delivery, Diagnostic, Event, Login, Reject
 from postlens.lines import Line
 from postlens.mail import DEFAULT_SMTP, build_message, check_address, default_sender, parse_server, send_mail
 from postlens.messages import hop_target, is_loopback

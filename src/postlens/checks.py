@@ -24,7 +24,6 @@ from postlens.events import Delivery, EventParser
 from postlens.lines import Line, zone
 from postlens.messages import hop_target
 from postlens.pipeline import Settings, analyse
-from postlens.queue import QUEUES, load
 from postlens.render import clean
 from postlens.sources import expand
 from postlens.trace import duration as spoken
@@ -377,6 +376,8 @@ def _queue(
     queue_file: str | None, config_dir: str | None, warn: Range | None, crit: Range | None
 ) -> CheckResult:
     """Messages in every queue: the live queue (``postqueue -j``) or a saved listing."""
+    from postlens.queue import QUEUES, load
+
     name, records, _malformed, problems = load(queue_file, config_dir)
     _stop(problems)
     per_queue = Counter(msg.queue_name for msg in records)

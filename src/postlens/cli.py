@@ -9,26 +9,26 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 import postlens
 from postlens import config
 from postlens.blocklist import FORMATS as BLOCKLIST_FORMATS
-from postlens.checks import CheckResult
 from postlens.checks import unknown as check_unknown
+from postlens.config import DEFAULT_KEEP_DAYS
 from postlens.dates import duration, moment
 from postlens.errors import EXIT_INPUT, EXIT_LISTED, EXIT_NO_MATCH, EXIT_USAGE, PostlensError
 from postlens.export import EXPORT_FORMATS, TABLES
-from postlens.history import DEFAULT_KEEP_DAYS
-from postlens.history import default_path as history_default
-from postlens.mail import ReportMail
 from postlens.output import write_output
 from postlens.render import FORMATS, RenderOptions, render
 from postlens.render.diagnose import DIAGNOSE_FORMATS, render_diagnosis, render_listings
 from postlens.render.trace import TRACE_FORMATS, render_trace
-from postlens.watch import default_state
+
+if TYPE_CHECKING:  # the modules of a few commands are imported when they run
+    from postlens.checks import CheckResult
+    from postlens.mail import ReportMail
 
 T = TypeVar("T")
 DEFAULT_LOGS = ("/var/log/mail.log", "/var/log/maillog")
@@ -36,6 +36,12 @@ DEFAULT_LOGS = ("/var/log/mail.log", "/var/log/maillog")
 DEFAULT_ALLOW = ("127.0.0.0/8", "::1/128")
 DB_HELP = "The history database (default: $POSTLENS_DB, [history] db, or ~/.local/share)."
 CONTEXT = {"help_option_names": ["--help"], "max_content_width": 100}
+
+
+def _default_db() -> str:
+    from postlens.history import default_path
+
+    return default_path()
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -264,7 +270,11 @@ def _mail_queue() -> str:
 def _report_mail(opts: dict[str, Any]) -> ReportMail | None:
     """--mail-to and the options that go with it, checked before any log is read."""
     given = [opts.pop(key) for key in ("mail_to", "mail_from", "smtp", "subject")]
-    return _run(lambda: ReportMail.of(*given)) if any(given) else None
+    if not any(given):
+        return None
+    from postlens.mail import ReportMail
+
+    return _run(lambda: ReportMail.of(*given))
 
 
 def _many(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -728,10 +738,12 @@ def watch(
         _fail("give log files to follow, --journal or --listen", EXIT_USAGE)
     show = sys.stdout.isatty() if view is None else view
     settings = _run(lambda: config.load(config_path))
+    from postlens.watch import default_state
+
     opts["state"] = opts["state"] or default_state()
     options = postlens.WatchOptions(
         paths=list(paths), settings=settings, view=sys.stdout if show else None,
-        db=None if db is None else db or _run(history_default), **opts,
+        db=None if db is None else db or _run(_default_db), **opts,
         queue_reader=(lambda: postlens.queue_entries(config_dir)) if read_queue else None,
     )  # fmt: skip
     stop = threading.Event()
@@ -785,7 +797,7 @@ def serve(
             return postlens.queue(queue_file, config_dir=config_dir)[0]
 
     options = ServeOptions(
-        db=db or _run(history_default), listen=listen or section.get("listen", DEFAULT_LISTEN),
+        db=db or _run(_default_db), listen=listen or section.get("listen", DEFAULT_LISTEN),
         access=Access(section.get("token", ""), section.get("user", ""), section.get("password", "")),
         queue=queue, watch=list(watch_paths), **opts,
     )  # fmt: skip

@@ -17,6 +17,7 @@ from postlens.errors import UsageError
 
 # sections written as arrays of tables: [[alert]]
 ARRAYS = frozenset({"alert"})
+DEFAULT_KEEP_DAYS = 28  # [history]: days of lines the history database keeps
 SEARCH_PATH = ("~/.config/postlens/config.toml", "/etc/postlens/config.toml")
 
 # section -> setting -> the type its value must have

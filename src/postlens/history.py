@@ -29,13 +29,13 @@ from typing import Any
 
 from postlens import config, rollup
 from postlens.anonymize import history_rewriter
+from postlens.config import DEFAULT_KEEP_DAYS
 from postlens.errors import EXIT_DATABASE, InputError, PostlensError, UsageError
 from postlens.lines import Line, LineParser, YearGuess, utc_parser, zone
 from postlens.lookup import line_keys, narrowed_lines
 from postlens.sources import Source, decode_lines, expand, open_source
 
 SCHEMA_VERSION = 4
-DEFAULT_KEEP_DAYS = 28
 
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",

@@ -27,10 +27,10 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from postlens.analyses.problems import REJECTS
 from postlens.analyses.reasons import Rules, split_reply
 from postlens.errors import UsageError
 from postlens.events import (
+    REJECTS,
     Arrival,
     AuthFailure,
     Connect,

@@ -7,7 +7,6 @@ processes fork, so the workers of ``-j N`` add to the same count the parent disp
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 import time
 from collections.abc import Iterator
@@ -57,6 +56,8 @@ def shown(total: int | None, stream: TextIO, interval: float = 0.5) -> Iterator[
 
     ``total`` is the number of bytes to read, when known (see ``sources.plain_total``).
     """
+    import multiprocessing  # only here: reading without a display does not load it
+
     global _counter
     counter = _counter = multiprocessing.get_context("fork").Value("q", 0)
     start = time.monotonic()

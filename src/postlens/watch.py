@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from postlens import history
-from postlens.analyses.problems import REJECTS
 from postlens.errors import PostlensError
-from postlens.events import Arrival, AuthFailure, Delivery, Event, EventParser, Reject
+from postlens.events import REJECTS, Arrival, AuthFailure, Delivery, Event, EventParser, Reject
 from postlens.lines import LineParser, YearGuess, zone
 from postlens.messages import hop_target
 from postlens.render import clean

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
-from postlens.analyses.problems import REJECTS, domain
+from postlens.analyses.problems import domain
 from postlens.analyses.report_result import weekly_pattern
 from postlens.analyses.tally import Tally, add_row, bump_max
 from postlens.dates import iso_utc
-from postlens.events import AuthFailure, Reject
+from postlens.events import REJECTS, AuthFailure, Reject
 from postlens.messages import ENDED_ABORTED, Arrived, Message, hop_target
 
 METRICS = ("received", "delivered", "deferred", "bounced", "rejected", "auth_failures")

@@ -21,11 +21,10 @@ from typing import Any
 from postlens.analyses.reasons import Rules, Verdict, describe_status, split_reply
 from postlens.analyses.tally import Tally
 from postlens.dates import iso_utc
-from postlens.events import Reject
+from postlens.events import REJECTS, Reject
 from postlens.messages import Message
 
 FAILED = ("deferred", "bounced")
-REJECTS = frozenset(("reject", "milter-reject", "proxy-reject"))
 KINDS = ("deferred", "bounced", "expired", "reject")
 TOP = 10  # rows of domains, hosts and codes shown per reason
 CURRENT, PREVIOUS = 0, 1

@@ -31,10 +31,9 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
-from postlens.analyses.problems import REJECTS
 from postlens.analyses.tally import Tally, add_row, bump_max
 from postlens.dates import iso_utc
-from postlens.events import Arrival, AuthFailure, Login, Reject, Screen, SessionProblem
+from postlens.events import REJECTS, Arrival, AuthFailure, Login, Reject, Screen, SessionProblem
 from postlens.lines import KIND_POSTFIX, Tag
 from postlens.messages import Message
 

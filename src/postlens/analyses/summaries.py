@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from postlens.analyses.problems import REJECTS, domain
+from postlens.analyses.problems import domain
 from postlens.analyses.reasons import Rules, split_reply
-from postlens.events import AuthFailure, Delivery, Expired, Reject
+from postlens.events import REJECTS, AuthFailure, Delivery, Expired, Reject
 from postlens.messages import ENDED_ABORTED, Arrived, Message, hop_target
 
 MINUTE_METRICS = ("received", "delivered", "deferred", "bounced", "expired", "rejected", "auth_failures")

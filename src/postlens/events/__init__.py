@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from postlens.events.dovecot import parse_dovecot
 from postlens.events.model import (
+    REJECTS,
     Arrival,
     AuthFailure,
     Connect,
@@ -40,6 +41,7 @@ from postlens.lines import KIND_DOVECOT, KIND_FOREIGN, KIND_POSTFIX, Line, Tag, 
 
 __all__ = [
     "EVENT_TYPES",
+    "REJECTS",
     "Arrival",
     "AuthFailure",
     "Connect",

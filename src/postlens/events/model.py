@@ -262,6 +262,10 @@ class Notice(QueueEvent):
         self.notice_qid = notice_qid
 
 
+# Reject actions that refuse mail (the others warn, hold, discard, redirect ...)
+REJECTS = frozenset(("reject", "milter-reject", "proxy-reject"))
+
+
 @dataclass(slots=True, init=False)
 class Reject(QueueEvent):
     """An smtpd, postscreen or cleanup policy action: reject, reject_warning, hold, discard ..."""
