@@ -18,7 +18,7 @@ from postlens import progress
 from postlens.errors import InputError, UsageError
 from postlens.parallel import Chunk, chunk_size, merge_parts, plan, read_chunk
 from postlens.pipeline import Analysis, Settings
-from postlens.sources import expand
+from postlens.sources import expand, is_journal
 
 MISSING = "--engine dask needs Dask: pip install 'postlens[dask]'"
 
@@ -63,8 +63,8 @@ def analyse_dask(
     """Like :func:`postlens.parallel.analyse_parallel`, on the Dask cluster at ``scheduler``
     (a local cluster of ``jobs`` worker processes when None)."""
     sources, problems = expand(paths)
-    if any(s.path == "-" for s in sources):
-        raise UsageError("--engine dask cannot read standard input: name the files")
+    if any(s.path == "-" or is_journal(s.path) for s in sources):
+        raise UsageError("--engine dask cannot read standard input or the journal: name the files")
     jobs = jobs or os.cpu_count() or 1
     with _client(scheduler, jobs) as client:
         width = len(client.scheduler_info().get("workers", {})) or jobs

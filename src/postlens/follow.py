@@ -27,12 +27,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import IO, Any, BinaryIO
 from urllib.parse import urlsplit
 
 from postlens.errors import InputError, UsageError
 from postlens.history import fingerprint, skip_bytes
+from postlens.journal import UNITS, journal_field, journal_line, one_line
 from postlens.lines import MONTHS
 from postlens.output import output_path
 from postlens.sources import BLOCK, Source, decode_lines, open_source
@@ -401,58 +402,13 @@ def _write_atomically(path: str, text: str) -> None:
 
 # -- the journal -----------------------------------------------------------------------
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CURSOR_EVERY = 1.0  # seconds: how often a busy journal's cursor is saved (a crash repeats at most this)
-
-
-def _one_line(text: str) -> str:
-    """A message as one log line: a trailing newline dropped, inner ones made spaces."""
-    return text.rstrip("\r\n\x00").replace("\r", " ").replace("\n", " ")
-
-
-def _journal_field(value: Any) -> str | None:
-    """A field of ``journalctl -o json``: a string, an array of bytes (not UTF-8 or with
-    control characters), or an array of those when the entry has the field more than once."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and value:
-        if all(isinstance(b, int) for b in value):
-            try:
-                return bytes(value).decode("utf-8", "replace")
-            except ValueError:
-                return None
-        return _journal_field(value[0])
-    return None
-
-
-def journal_line(entry: dict[str, Any]) -> str | None:
-    """A journal entry as a log line: ``ISO-TIME HOST IDENTIFIER[PID]: MESSAGE``, or None without a message.
-
-    The time is the sender's (``_SOURCE_REALTIME_TIMESTAMP``) when known, else the journal's,
-    as journalctl's own short output does, in local time with its offset.
-    """
-    message = _journal_field(entry.get("MESSAGE"))
-    if message is None:
-        return None
-    stamp = None
-    for key in ("_SOURCE_REALTIME_TIMESTAMP", "__REALTIME_TIMESTAMP"):
-        usec = _journal_field(entry.get(key))
-        if usec is not None and usec.isdigit():
-            stamp = (_EPOCH + timedelta(microseconds=int(usec))).astimezone()
-            break
-    if stamp is None:
-        return None
-    host = _journal_field(entry.get("_HOSTNAME")) or "localhost"
-    ident = _journal_field(entry.get("SYSLOG_IDENTIFIER")) or _journal_field(entry.get("_COMM")) or "-"
-    pid = _journal_field(entry.get("_PID")) or _journal_field(entry.get("SYSLOG_PID"))
-    tag = f"{ident}[{pid}]" if pid and pid.isdigit() else ident
-    return f"{stamp.isoformat(timespec='microseconds')} {host} {tag}: {_one_line(message)}"
 
 
 def journal_lines(
     stop: threading.Event,
     *,
-    units: tuple[str, ...] = ("postfix*",),
+    units: tuple[str, ...] = UNITS,
     command: list[str] | None = None,
     cursor_file: str | None = None,
     from_start: bool = False,
@@ -535,7 +491,7 @@ def _entries(proc: subprocess.Popen[bytes], errors: IO[bytes], stop: threading.E
                 if text is not None:
                     yield text
                 # the caller asked for the next line: it has handled this one
-                position.handled = _journal_field(entry.get("__CURSOR")) or position.handled
+                position.handled = journal_field(entry.get("__CURSOR")) or position.handled
                 if stop.is_set():
                     return
             position.save(_CURSOR_EVERY)
@@ -617,7 +573,7 @@ def syslog_line(data: bytes, sender: str) -> str | None:
     one without a time gets the time it was received. None for an empty message; garbage
     becomes a line the parser will count as malformed.
     """
-    text = _one_line(data.decode("utf-8", "replace").lstrip())
+    text = one_line(data.decode("utf-8", "replace").lstrip())
     if not text:
         return None
     m = _PRI_RE.match(text)

@@ -33,7 +33,7 @@ from postlens.config import DEFAULT_KEEP_DAYS
 from postlens.errors import EXIT_DATABASE, InputError, PostlensError, UsageError
 from postlens.lines import Line, LineParser, YearGuess, utc_parser, zone
 from postlens.lookup import line_keys, narrowed_lines
-from postlens.sources import Source, decode_lines, expand, open_source
+from postlens.sources import Source, decode_lines, expand, is_journal, open_source
 
 SCHEMA_VERSION = 4
 
@@ -427,8 +427,11 @@ def ingest(
 ) -> tuple[IngestResult, list[InputError]]:
     """Store what is new in the logs; prune lines older than ``keep_days`` (0: keep all)."""
     sources, problems = expand(paths)
-    if any(s.path == "-" for s in sources):
-        raise UsageError("ingest reads files, not standard input: it remembers how far each was read")
+    if any(s.path == "-" or is_journal(s.path) for s in sources):
+        raise UsageError(
+            "ingest reads files, not standard input or the journal: it remembers how far each was read "
+            "(watch --journal --db stores the journal)"
+        )
     now = time.time() if now is None else now
     horizon = now - keep_days * 86400 if keep_days > 0 else float("-inf")
     result = IngestResult()

@@ -1,7 +1,8 @@
 """sources: find log files, put rotated sets in order, open them whatever their compression.
 
-``expand`` turns command-line arguments (paths, globs, directories, ``-``) into an
-ordered list of :class:`Source`, collecting problems instead of stopping at the first.
+``expand`` turns command-line arguments (paths, globs, directories, ``-``, URLs and
+``journal:`` sources) into an ordered list of :class:`Source`, collecting problems instead
+of stopping at the first.
 ``iter_lines`` reads a source as text lines, counting CRLF endings and bytes that are
 not UTF-8 on the way.
 """
@@ -24,6 +25,7 @@ from postlens.errors import InputError
 from postlens.remote import expand_url, is_url, open_url
 
 BLOCK = 1 << 20
+JOURNAL = "journal:"  # a source read with journalctl (postlens.journal)
 
 # Magic bytes of what we can read, and of what we recognise but cannot.
 _MAGIC = (
@@ -49,7 +51,7 @@ _ROTATION_RE = re.compile(
 
 @dataclass(slots=True)
 class Source:
-    """One input: a file path, or ``-`` for standard input."""
+    """One input: a file path, a URL, ``-`` for standard input, or a ``journal:`` source."""
 
     path: str
     index: int = 0
@@ -60,6 +62,10 @@ class Source:
     @property
     def name(self) -> str:
         return "<stdin>" if self.path == "-" else self.path
+
+
+def is_journal(spec: str) -> bool:
+    return spec.startswith(JOURNAL)
 
 
 def _rotation_key(path: str) -> tuple[str, int, str, int]:
@@ -85,9 +91,17 @@ def expand(args: list[str]) -> tuple[list[Source], list[InputError]]:
     found: list[str] = []
     remote: dict[str, tuple[float | None, int | None]] = {}  # url -> (mtime, size)
     stdin = False
+    journals: list[str] = []
     for arg in args:
         if arg == "-":
             stdin = True
+            continue
+        if is_journal(arg):
+            where = arg.partition(":")[2]
+            if where and not os.path.exists(where):
+                problems.append(InputError(arg, "no such journal file or directory"))
+            elif arg not in journals:
+                journals.append(arg)
             continue
         if is_url(arg):
             try:
@@ -131,6 +145,7 @@ def expand(args: list[str]) -> tuple[list[Source], list[InputError]]:
             sources.append(Source(p, i, st.st_mtime, st.st_size))
         except OSError as e:
             problems.append(InputError(p, e.strerror or str(e)))
+    sources += [Source(spec, len(sources) + i) for i, spec in enumerate(journals)]
     if stdin:
         sources.append(Source("-", len(sources)))
     return sources, problems
@@ -175,6 +190,10 @@ def open_source(src: Source) -> BinaryIO:
     """Open a source for binary reading, decompressing by its magic bytes."""
     if src.path == "-":
         raw: BinaryIO = sys.stdin.buffer
+    elif is_journal(src.path):
+        from postlens.journal import JournalReader
+
+        return io.BufferedReader(JournalReader(src.path))  # type: ignore[return-value]
     elif is_url(src.path):
         raw = open_url(src.path)
     else:
@@ -203,7 +222,7 @@ def open_source(src: Source) -> BinaryIO:
 
 def is_plain(source: Source) -> bool:
     """Whether a source is an uncompressed local file: one that can be cut at byte offsets."""
-    if source.path == "-" or is_url(source.path):
+    if source.path == "-" or is_url(source.path) or is_journal(source.path):
         return False
     try:
         with open_source(source):
