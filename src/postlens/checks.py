@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from enum import IntEnum
+from typing import Any
 
 from postlens.dates import duration, moment
 from postlens.errors import InputError, PostlensError, UsageError
@@ -29,8 +30,8 @@ from postlens.sources import expand
 from postlens.trace import duration as spoken
 from postlens.trace import log_records
 
-CHECKS = ("queue", "deferred", "bounce-rate", "auth-failures", "rejects", "silence")
-DEFAULT_WINDOW = "15m"  # of deferred, bounce-rate, auth-failures and rejects
+CHECKS = ("queue", "deferred", "bounce-rate", "auth-failures", "rejects", "errors", "silence")
+DEFAULT_WINDOW = "15m"  # of the window checks: all but queue and silence
 
 
 class Status(IntEnum):
@@ -308,6 +309,8 @@ def _windowed(
     totals = result["totals"]
     if name == "bounce-rate":
         return _bounce_rate(totals["bounced"], totals["delivered"], span, warn, crit)
+    if name == "errors":
+        return _errors(result, span, warn, crit)
     label, count, what = {
         "deferred": ("deferrals", totals["deferrals"], "deferred delivery attempts"),
         "auth-failures": ("auth_failures", result["auth"]["failures"]["total"], "failed logins"),
@@ -316,6 +319,22 @@ def _windowed(
     status = judge(count, warn, crit)
     text = f"{what}: {count} {span}"
     return CheckResult(name, status, text, [Perf(label, count, "", warn, crit, 0)], count)
+
+
+_ERROR_LABELS = (("fatal", "fatal"), ("panics", "panic"), ("errors", "error"))  # result key, perf label
+
+
+def _errors(result: dict[str, Any], span: str, warn: Range | None, crit: Range | None) -> CheckResult:
+    """Postfix's fatal, panic and error lines: a daemon that died, a table it cannot open."""
+    counts = {key: sum(row["count"] for row in result[key]) for key in ("fatal", "panics", "errors")}
+    count = sum(counts.values())
+    text = f"fatal errors, panics and errors: {count} {span}"
+    worst = next((result[key][0] for key in ("panics", "fatal", "errors") if result[key]), None)
+    if worst is not None:
+        text += f"; {worst['daemon']}: {worst['text']}"
+    perf = [Perf("errors", count, "", warn, crit, 0)]
+    perf += [Perf(label, counts[key], "", None, None, 0) for key, label in _ERROR_LABELS]
+    return CheckResult("errors", judge(count, warn, crit), text, perf, count)
 
 
 def _bounce_rate(

@@ -847,7 +847,7 @@ def check(name: str, paths: tuple[str, ...], **opts: Any) -> None:
     """A Nagios/Icinga check: one line of status with performance data, and the plugin exit
     code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (docs/checks.md).
 
-    CHECK is queue, deferred, bounce-rate, auth-failures, rejects or silence. PATHS are the
+    CHECK is queue, deferred, bounce-rate, auth-failures, rejects, errors or silence. PATHS are the
     logs; by default /var/log/mail.log (or maillog) alone, not its older generations.
     """
     targets = list(paths) or ([] if name == "queue" else [p for p in DEFAULT_LOGS if os.path.exists(p)][:1])

@@ -51,6 +51,9 @@ LINES = {
     "auth": "{ts} mx postfix/smtpd[160]: warning: unknown[192.0.2.66]: SASL LOGIN authentication failed: UGFzc3dvcmQ6",
     "reject": "{ts} mx postfix/smtpd[160]: NOQUEUE: reject: RCPT from unknown[192.0.2.66]: 554 5.7.1 <x{n}@elsewhere.example>: Relay access denied; from=<spam@example.biz> to=<x{n}@elsewhere.example> proto=ESMTP helo=<evil.example>",
     "noise": "{ts} mx postfix/smtpd[170]: connect from unknown[192.0.2.{n}]",
+    "fatal": "{ts} mx postfix/smtpd[171]: fatal: open database /etc/postfix/virtual.db: No such file or directory",
+    "panic": "{ts} mx postfix/qmgr[172]: panic: myfree: corrupt or unallocated memory | block",
+    "error": "{ts} mx postfix/trivial-rewrite[173]: error: open database /etc/postfix/transport.db: No such file",
 }
 
 
@@ -163,6 +166,23 @@ def test_rejects(tmp_path: Path, count: int, code: int) -> None:
     rc, out, perf = run("rejects", "-w", "20", "-c", "50", *NOW, write_log(tmp_path, events))
     assert rc == code and f"rejects: {count} in the 15m" in out
     assert perf["rejects"]["value"] == str(count)
+
+
+@pytest.mark.parametrize(
+    ("events", "code"), [([], 0), ([("error", 2)], 1), ([("fatal", 3), ("error", 1)], 2)]
+)
+def test_errors(tmp_path: Path, events: list[tuple[str, float]], code: int) -> None:
+    """A daemon that died, a table it cannot open: any is worth a look, two a page."""
+    log = write_log(tmp_path, [*events, ("fatal", 20), ("panic", 30), ("sent", 1)])  # before the window
+    rc, out, perf = run("errors", "-w", "0", "-c", "1", *NOW, log)
+    assert rc == code and f"fatal errors, panics and errors: {len(events)} in the 15m" in out
+    assert perf["errors"]["value"] == str(len(events))
+    assert perf["fatal"]["value"] == str(sum(kind == "fatal" for kind, _ in events))
+    assert perf["error"]["value"] == str(sum(kind == "error" for kind, _ in events))
+    if ("fatal", 3) in events:  # the worst line is shown
+        assert "smtpd: open database /etc/postfix/virtual.db" in out and "transport.db" not in out
+    panic = run("errors", *NOW, "--window", "1h", log)[1]
+    assert "qmgr: myfree: corrupt or unallocated memory ¦ block" in panic  # a "|" never ends the text
 
 
 @pytest.mark.parametrize(
