@@ -43,7 +43,7 @@ from postlens.errors import UsageError
 from postlens.events import REJECTS, Arrival, AuthFailure, Delivery, Diagnostic, Event, Login, Reject
 from postlens.lines import Line
 from postlens.mail import DEFAULT_SMTP, build_message, check_address, default_sender, parse_server, send_mail
-from postlens.messages import hop_target, is_loopback
+from postlens.messages import final_delivery, hop_target, is_loopback
 
 KINDS = (
     "auth_failures_ip",
@@ -292,9 +292,9 @@ def _deferral(ev: Delivery) -> tuple[str, bool] | None:
 
 
 def _bounce(ev: Delivery) -> tuple[str, bool] | None:
-    if ev.status not in ("sent", "bounced") or hop_target(ev):
-        return None
-    return "", ev.status == "bounced"
+    if ev.status == "bounced":
+        return "", True
+    return ("", False) if final_delivery(ev) else None
 
 
 def _reject(ev: Reject | Arrival) -> tuple[str, bool] | None:
@@ -401,7 +401,7 @@ class _Silence(_Detector):
         self._window = _Window(rule.window)
 
     def feed(self, ev: Delivery) -> None:
-        if ev.status == "sent" and not hop_target(ev):
+        if final_delivery(ev):
             self._window.add(ev.line.ts, "", True, ev.line)
 
     def changed(self, now: float) -> set[str]:

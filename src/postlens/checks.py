@@ -23,7 +23,7 @@ from postlens.dates import duration, moment
 from postlens.errors import InputError, PostlensError, UsageError
 from postlens.events import Delivery, EventParser
 from postlens.lines import Line, zone
-from postlens.messages import hop_target
+from postlens.messages import final_delivery
 from postlens.pipeline import Settings, analyse
 from postlens.render import clean
 from postlens.sources import expand
@@ -366,7 +366,7 @@ def _silence(log: _Log, end: _End, warn: Range | None, crit: Range | None) -> Ch
         first = ts if first is None else min(first, ts)
         newest = ts if newest is None else max(newest, ts)
         ev = events.parse(line)
-        if type(ev) is Delivery and _delivered(ev):
+        if type(ev) is Delivery and final_delivery(ev):
             last = ts if last is None else max(last, ts)
     if first is None or newest is None:
         raise InputError(" ".join(log.paths), "no line with a time stamp")
@@ -384,11 +384,6 @@ def _silence(log: _Log, end: _End, warn: Range | None, crit: Range | None) -> Ch
         "silence", seconds, "s", warn.scaled(60) if warn else None, crit.scaled(60) if crit else None, 0
     )
     return CheckResult("silence", judge(minutes, warn, crit), text, [perf], minutes)
-
-
-def _delivered(d: Delivery) -> bool:
-    """A delivery as the report counts one: not a hop into a content filter, not a forward."""
-    return d.status == "sent" and not hop_target(d) and "forwarded as " not in d.reply
 
 
 def _queue(

@@ -78,15 +78,31 @@ def relay_ip(relay: str) -> str:
     return relay[start + 1 : relay.find("]", start)]
 
 
+def _local_relay(d: Delivery) -> bool:
+    ip = relay_ip(d.relay)
+    return is_loopback(ip) or ip == "localhost"
+
+
 def hop_target(d: Delivery) -> str:
     """The queue ID of the re-injected copy when ``d`` is a hop into a local content filter."""
-    if d.status != "sent" or "queued as" not in d.reply:
-        return ""
-    ip = relay_ip(d.relay)
-    if not (is_loopback(ip) or ip == "localhost"):
+    if d.status != "sent" or "queued as" not in d.reply or not _local_relay(d):
         return ""
     m = _QUEUED_AS_RE.search(d.reply)
     return m.group(1) if m else ""
+
+
+def filter_discard(d: Delivery) -> bool:
+    """Whether ``d`` handed the mail to a local content filter that dropped it: amavis's
+    "250 2.7.0 Ok, discarded" for a virus or spam it does not pass on."""
+    return d.status == "sent" and "Ok, discarded" in d.reply and _local_relay(d)
+
+
+def final_delivery(d: Delivery) -> bool:
+    """A delivery as the report counts one: sent to its final destination, not into a content
+    filter (a hop, or a filter's discard), not an alias forward."""
+    return (
+        d.status == "sent" and not hop_target(d) and "forwarded as " not in d.reply and not filter_discard(d)
+    )
 
 
 @dataclass(slots=True, init=False)  # a written __init__: see lines.by_fields

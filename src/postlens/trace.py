@@ -24,9 +24,9 @@ from typing import Any
 
 from postlens.dates import iso_utc
 from postlens.errors import InputError
-from postlens.events import Event, EventParser, Reject, Tls
+from postlens.events import Delivery, Event, EventParser, Reject, Tls
 from postlens.lines import Line, LineParser, YearGuess, zone
-from postlens.messages import LINK_WINDOW, Correlator, Message, hop_target, is_loopback
+from postlens.messages import LINK_WINDOW, Correlator, Message, filter_discard, hop_target, is_loopback
 from postlens.render import clean
 from postlens.sources import Source, each_line, expand
 
@@ -115,6 +115,7 @@ def in_networks(ip: str, networks: list[Any]) -> bool:
 def _recipients(chain: list[Message]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Per-recipient attempts over a chain of filter copies, and the hops into filters."""
     rows: dict[str, dict[str, Any]] = {}
+    last: dict[str, Delivery] = {}
     hops: list[dict[str, Any]] = []
     for msg in chain:
         for d in msg.deliveries:
@@ -122,6 +123,7 @@ def _recipients(chain: list[Message]) -> tuple[list[dict[str, Any]], list[dict[s
             if target:
                 hops.append({"time": iso_utc(d.line.ts), "queue_id": msg.qid, "relay": d.relay, "as": target})
                 continue
+            last[d.to] = d
             row = rows.get(d.to)
             if row is None:
                 row = rows[d.to] = {"to": d.to, "orig_to": d.orig_to, "state": "", "attempts": []}
@@ -132,11 +134,13 @@ def _recipients(chain: list[Message]) -> tuple[list[dict[str, Any]], list[dict[s
             })  # fmt: skip
     expired = {m.qid for m in chain if m.expired is not None}
     for row in rows.values():
-        last = row["attempts"][-1]
-        status = last["status"]
-        if status == "sent":
-            row["state"] = "forwarded" if "forwarded as " in last["reply"] else "delivered"
-        elif status == "deferred" and last["queue_id"] in expired:
+        final = last[row["to"]]
+        status = final.status
+        if filter_discard(final):
+            row["state"] = "discarded"  # by a content filter on this machine
+        elif status == "sent":
+            row["state"] = "forwarded" if "forwarded as " in final.reply else "delivered"
+        elif status == "deferred" and row["attempts"][-1]["queue_id"] in expired:
             row["state"] = "expired"
         else:
             row["state"] = status

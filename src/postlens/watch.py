@@ -28,7 +28,7 @@ from postlens import history
 from postlens.errors import PostlensError
 from postlens.events import REJECTS, Arrival, AuthFailure, Delivery, Event, EventParser, Reject
 from postlens.lines import LineParser, YearGuess, zone
-from postlens.messages import hop_target
+from postlens.messages import final_delivery
 from postlens.render import clean
 
 TICK = 1.0  # seconds between alert evaluations, redraws and position saves
@@ -77,7 +77,7 @@ class Live:
         ts = ev.line.ts
         self.newest = max(self.newest, ts)
         kind = ""
-        if isinstance(ev, Delivery) and not hop_target(ev):
+        if isinstance(ev, Delivery) and (ev.status != "sent" or final_delivery(ev)):
             kind = {"sent": "delivered", "deferred": "deferred", "bounced": "bounced"}.get(ev.status, "")
             if kind == "deferred":
                 self.deferred_domains[ev.to.rpartition("@")[2].lower()] += 1

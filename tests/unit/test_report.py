@@ -63,6 +63,7 @@ def test_message_states(result: dict) -> None:
         "aborted": 1,
         "reinjected": 1,
         "hops": 2,
+        "filter_discards": 0,
         "notice_deliveries": 1,
         "no_size": 0,
     }
@@ -127,3 +128,20 @@ def test_same_input_same_bytes(mixed_log: Path) -> None:
     b, _ = postlens.report([str(mixed_log)], year=2026, tz="UTC")
     assert render(a, "json") == render(b, "json")
     assert render(a, "text") == render(b, "text")
+
+
+VIRUS = Path(__file__).parents[1] / "data" / "filter-discard.log"
+
+
+def test_a_message_a_local_content_filter_discards_is_not_delivered() -> None:
+    """amavis's "250 2.7.0 Ok, discarded" (a virus, or spam under D_DISCARD) drops the mail:
+    it is counted discarded, never delivered; the same words from another server are its
+    business, a delivery to it."""
+    log = VIRUS
+    r, _ = postlens.report([str(log)], year=2026, tz="UTC")
+    assert (r["totals"]["received"], r["totals"]["delivered"], r["totals"]["discarded"]) == (1, 1, 1)
+    assert r["messages"]["filter_discards"] == 2 and r["messages"]["hops"] == 0
+    hits, _ = postlens.trace([str(log)], year=2026, tz="UTC", msgids=("v1@a.example",))
+    assert [row["state"] for row in hits[0]["recipients"]] == ["discarded", "discarded"]
+    anomalies, _ = postlens.anomalies([str(log)], year=2026, tz="UTC")
+    assert sum(row["delivered"] for row in anomalies["series"]) == 1

@@ -14,7 +14,7 @@ from postlens import history, rollup
 from postlens.lines import LineParser, YearGuess
 from tests.conftest import DATA
 
-LOGS = [Path(postlens.sample_log()), DATA / "mixed.log"]
+LOGS = [Path(postlens.sample_log()), DATA / "mixed.log", DATA / "filter-discard.log"]
 
 
 def _tables(db: Path) -> dict[str, list[tuple[object, ...]]]:

@@ -26,7 +26,7 @@ from postlens.analyses.report_result import weekly_pattern
 from postlens.analyses.tally import Tally, add_row, bump_max
 from postlens.dates import iso_utc
 from postlens.events import REJECTS, AuthFailure, Reject
-from postlens.messages import ENDED_ABORTED, Arrived, Message, hop_target
+from postlens.messages import ENDED_ABORTED, Arrived, Message, final_delivery
 
 METRICS = ("received", "delivered", "deferred", "bounced", "rejected", "auth_failures")
 # a drop is news only for what normally flows; a spike for everything
@@ -84,7 +84,7 @@ class Anomalies:
         if not msg.link_pending:
             self.settle(msg.arrived())
         for d in msg.deliveries:
-            if hop_target(d):
+            if d.status == "sent" and not final_delivery(d):  # counted as the report counts
                 continue
             ts = d.line.ts
             step = self._step(ts)

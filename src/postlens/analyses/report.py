@@ -33,7 +33,7 @@ from postlens.events import (
     Tls,
 )
 from postlens.lines import KIND_POSTFIX, by_constructor
-from postlens.messages import ENDED_ABORTED, ENDED_OPEN, Arrived, Message, Session, hop_target
+from postlens.messages import ENDED_ABORTED, ENDED_OPEN, Arrived, Message, Session, filter_discard, hop_target
 
 # totals counted per mail server (the host field of each line), then added up
 COUNTED_FIELDS = (
@@ -277,7 +277,7 @@ class Report:
             return
         notice = msg.origin == "" and not msg.headless and msg.sender == ""
         host = msg.host
-        deferred = False
+        deferred = discarded = False
         totals = self._totals
         traffic = self._traffic
         rdom = self._rdom
@@ -295,6 +295,10 @@ class Report:
                     continue
                 if "forwarded as " in d.reply:
                     totals[(host, "forwarded")] += 1
+                    continue
+                if filter_discard(d):
+                    state["filter_discards"] += 1
+                    discarded = True
                     continue
                 self._delivered(d, addr, dom, row, size, notice, msg)
             elif status == "deferred":
@@ -315,6 +319,8 @@ class Report:
                 self.t.counter("other_status")[status] += 1
         if deferred:
             totals[(host, "deferred")] += 1
+        if discarded:
+            totals[(host, "discarded")] += 1
 
     def settle(self, msg: Arrived) -> None:
         """Count a message's arrival, once it is known whether it is a filter's re-injection."""

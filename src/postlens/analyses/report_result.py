@@ -203,6 +203,7 @@ def build_result(t: Tally, buckets: TimeBuckets) -> dict[str, Any]:
                 "aborted",
                 "reinjected",
                 "hops",
+                "filter_discards",
                 "notice_deliveries",
                 "no_size",
             )

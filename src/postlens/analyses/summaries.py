@@ -22,7 +22,7 @@ from typing import Any
 from postlens.analyses.problems import domain
 from postlens.analyses.reasons import Rules, split_reply
 from postlens.events import REJECTS, AuthFailure, Delivery, Expired, Reject
-from postlens.messages import ENDED_ABORTED, Arrived, Message, hop_target
+from postlens.messages import ENDED_ABORTED, Arrived, Message, final_delivery, hop_target
 
 MINUTE_METRICS = ("received", "delivered", "deferred", "bounced", "expired", "rejected", "auth_failures")
 MESSAGE_COLUMNS = (
@@ -78,7 +78,7 @@ class Summaries:
         status = d.status
         dom = domain(d.to) or "(local)"
         if status == "sent":
-            if hop_target(d) or "forwarded as " in d.reply:
+            if not final_delivery(d):
                 return
             hour = self._count(d.line.ts, "delivered")
             self.hours[hour, "to", dom] += 1
