@@ -22,7 +22,7 @@ from typing import Any
 from postlens.analyses.problems import domain
 from postlens.analyses.reasons import Rules, split_reply
 from postlens.events import REJECTS, AuthFailure, Delivery, Expired, Reject
-from postlens.messages import ENDED_ABORTED, Arrived, Message, final_delivery, hop_target
+from postlens.messages import ENDED_ABORTED, Arrived, Message, filter_discard, final_delivery, hop_target
 
 MINUTE_METRICS = ("received", "delivered", "deferred", "bounced", "expired", "rejected", "auth_failures")
 MESSAGE_COLUMNS = (
@@ -144,7 +144,7 @@ class Summaries:
             self.settle(msg.arrived())
         last = _last_attempts(msg)
         if last or msg.expired is not None or msg.policy:
-            statuses = {d.status for d in last.values()}
+            statuses = {"discarded" if filter_discard(d) else d.status for d in last.values()}
             if msg.expired is not None:
                 status = "expired"
             elif msg.policy:
