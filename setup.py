@@ -20,6 +20,7 @@ COMPILED = [
     "events/model.py",
     "events/postfix.py",
     "events/dovecot.py",
+    "events/companions.py",
     "messages.py",
     "analyses/tally.py",
     "analyses/normalize.py",

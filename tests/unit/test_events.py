@@ -28,6 +28,7 @@ from postlens.events import (
     SessionProblem,
     Tls,
     Unknown,
+    Verdict,
 )
 from postlens.lines import LineParser, YearGuess, zone
 
@@ -167,8 +168,28 @@ CASES: list[tuple[str, type, dict[str, Any]]] = [
     ("dovecot: imap-login: Aborted login (auth failed, 3 attempts in 14 secs): user=<u>, method=LOGIN, "
      "rip=192.0.2.1, lip=198.51.100.1, TLS, session=<x>", AuthFailure, {"method": "LOGIN"}),
     ("dovecot[9]: auth: passwd-file(u,192.0.2.1): unknown user", Info, {}),
-    ("amavis[9]: (09-01) Passed CLEAN {RelayedInbound}, [192.0.2.1]:5 <a@example.org> -> <b@example.net>", Info,
-     {}),
+    ("amavis[9]: (09-01) Passed CLEAN {RelayedInbound}, [192.0.2.1]:5 <a@example.org> -> <b@example.net>", Verdict,
+     {"check": "amavis", "verdict": "Passed CLEAN", "qid": ""}),
+    ("amavis[9]: (01626-01) Blocked INFECTED (Win.Test.EICAR_HDB-1) {DiscardedInbound,Quarantined}, "
+     "[192.0.2.33]:57864 <a@example.org> -> <b@example.net>, quarantine: 7/virus-7A, Queue-ID: 413BE60672, "
+     "Message-ID: <m@example.org>, mail_id: 7A, Hits: -, size: 5098, 981 ms", Verdict,
+     {"check": "amavis", "verdict": "Blocked INFECTED", "qid": "413BE60672"}),
+    ("amavis[9]: (09-01) size: 5098, TIMING [total 981 ms] - SMTP greeting: 3 (0%)0", Info, {}),
+    ("spamd[9]: spamd: identified spam (9.3/5.0) for nagios:1209 in 0.8 seconds, 5 bytes.", Verdict,
+     {"check": "spamassassin", "verdict": "spam"}),
+    ("spamd[9]: spamd: clean message (0.2/5.0) for nobody:65534 in 0.4 seconds, 3811 bytes.", Verdict,
+     {"check": "spamassassin", "verdict": "clean"}),
+    ("policyd-spf[9]: prepend Received-SPF: Pass (mailfrom) identity=mailfrom; client-ip=192.0.2.1; "
+     "helo=h.example; envelope-from=a@example.org; receiver=<UNKNOWN>", Verdict, {"check": "spf", "verdict": "pass"}),
+    ("opendkim[9]: 3F73A3004142: DKIM verification successful", Verdict,
+     {"check": "dkim", "verdict": "verified", "qid": "3F73A3004142"}),
+    ("opendkim[9]: 3F73A3004142: DKIM-Signature field added (s=mail, d=example.org)", Verdict,
+     {"check": "dkim", "verdict": "signed"}),
+    ("opendkim[9]: 3F73A3004142: example.org [192.0.2.1] not internal", Info, {}),
+    ("opendmarc[9]: 3F73A3004142: example.org fail", Verdict, {"check": "dmarc", "verdict": "fail"}),
+    ("opendmarc[9]: ignoring connection from localhost.localdomain", Info, {}),
+    ("postgrey[9]: action=greylist, reason=new, client_name=h.example, client_address=192.0.2.1, "
+     "sender=a@example.org, recipient=b@example.net", Verdict, {"check": "greylisting", "verdict": "greylist"}),
     ("postfix/smtpd[1]: this is not a line postfix writes", Unknown, {}),
 ]  # fmt: skip
 

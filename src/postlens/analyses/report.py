@@ -31,6 +31,7 @@ from postlens.events import (
     Reject,
     Screen,
     Tls,
+    Verdict,
 )
 from postlens.lines import KIND_POSTFIX, by_constructor
 from postlens.messages import ENDED_ABORTED, ENDED_OPEN, Arrived, Message, Session, filter_discard, hop_target
@@ -144,6 +145,7 @@ class Report:
             Notice: self._notice,
             MasterMessage: self._master,
             ConnectFailure: self._connect_failure,
+            Verdict: self._verdict,
         }
 
     def _reject(self, ev: Reject) -> None:
@@ -204,6 +206,9 @@ class Report:
 
     def _master(self, ev: MasterMessage) -> None:
         self.t.counter("master")[ev.text] += 1
+
+    def _verdict(self, ev: Verdict) -> None:
+        self.t.counter("verdicts")[(ev.check, ev.verdict)] += 1
 
     def _connect_failure(self, ev: ConnectFailure) -> None:
         self.t.counter("smtp_failures")[(norm.reason(ev.reason).lower(), ev.peer)] += 1

@@ -22,6 +22,14 @@ def _ranked(counter: Counter[Any] | dict[Any, int]) -> list[tuple[Any, int]]:
     return sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))
 
 
+def _content_checks(verdicts: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
+    """Verdicts by check (amavis, spamassassin, spf, dkim, dmarc, greylisting), most first."""
+    out: dict[str, dict[str, int]] = {}
+    for (check, verdict), n in _ranked(verdicts):
+        out.setdefault(check, {})[verdict] = n
+    return dict(sorted(out.items()))
+
+
 def _grouped(counter: Counter[tuple[str, str]], prefix: str) -> dict[str, int]:
     return {k[1]: v for k, v in _ranked(counter) if k[0] == prefix}
 
@@ -250,6 +258,7 @@ def build_result(t: Tally, buckets: TimeBuckets) -> dict[str, Any]:
             "by_action": dict(_ranked(c("screen", Counter()))),
             "dnsbl_listings": dict(_ranked(c("dnsbl", Counter()))),
         },
+        "content_checks": _content_checks(c("verdicts", Counter())),
         "auth": {"failures": auth("auth_fail"), "successes": auth("auth_ok")},
         "smtpd": smtpd,
         "verify": dict(_ranked(c("verify", Counter()))),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from postlens.events.companions import companion_parser
 from postlens.events.dovecot import parse_dovecot
 from postlens.events.model import (
     REJECTS,
@@ -35,6 +36,7 @@ from postlens.events.model import (
     SessionProblem,
     Tls,
     Unknown,
+    Verdict,
 )
 from postlens.events.postfix import parse_reply, postfix_parser
 from postlens.lines import KIND_DOVECOT, KIND_FOREIGN, KIND_POSTFIX, Line, Tag, TagReader
@@ -67,6 +69,7 @@ __all__ = [
     "SessionProblem",
     "Tls",
     "Unknown",
+    "Verdict",
     "parse_reply",
 ]  # fmt: skip
 
@@ -74,12 +77,8 @@ __all__ = [
 EVENT_TYPES: tuple[type[Event], ...] = (
     Arrival, AuthFailure, Connect, ConnectFailure, Delivery, Diagnostic, Disconnect, Expired, Info,
     Login, MasterMessage, MessageId, Notice, Pickup, QueueAction, Queued, Reject, Removed, Screen,
-    SessionProblem, Tls, Unknown,
+    SessionProblem, Tls, Unknown, Verdict,
 )  # fmt: skip
-
-
-def _info(line: Line, tag: Tag, payload: str) -> Event:
-    return Info(line, tag, "")
 
 
 Parser = Callable[[Line, Tag, str], Event]
@@ -111,7 +110,7 @@ class EventParser:
         elif tag.kind == KIND_FOREIGN:
             parser = None
         else:
-            parser = _info
+            parser = companion_parser(tag.daemon)
         if len(self._cache) < 10000:
             self._cache[program] = (tag, parser)
         return tag, parser

@@ -442,6 +442,21 @@ class MasterMessage(Event):
 
 
 @dataclass(slots=True, init=False)
+class Verdict(QueueEvent):
+    """What a checking program beside Postfix decided about a message (events/companions.py)."""
+
+    check: str  # amavis, spamassassin, spf, dkim, dmarc, greylisting
+    verdict: str  # "Passed CLEAN", "Blocked SPAM", "spam", "pass", "fail", "verified" ...
+
+    def __init__(self, line: Line, tag: Tag, qid: str, check: str, verdict: str) -> None:
+        self.line = line
+        self.tag = tag
+        self.qid = qid
+        self.check = check
+        self.verdict = verdict
+
+
+@dataclass(slots=True, init=False)
 class Info(QueueEvent):
     """A recognised line that no analysis counts (statistics, TLS set-up chatter ...)."""
 

@@ -394,6 +394,16 @@ def _postscreen(r: dict[str, Any], n: int) -> Section:
     return Section("postscreen", "Postscreen", blocks)
 
 
+def _content_checks(r: dict[str, Any], n: int) -> Section:
+    checks = r["content_checks"]
+    if not checks:
+        return Section("content-checks", "Content Checks", [Para("none")])
+    blocks: list[Block] = []
+    for check, verdicts in checks.items():
+        blocks += _counts(check, "verdict", verdicts, n)
+    return Section("content-checks", "Content Checks", blocks)
+
+
 def _auth(r: dict[str, Any], n: int) -> Section:
     blocks: list[Block] = []
     for side in ("failures", "successes"):
@@ -447,7 +457,7 @@ def report_sections(r: dict[str, Any], o: RenderOptions) -> list[Section]:
         main.append(_no_size(r))
     ordered = [*problems, *main] if o.problems_first else [*main, *problems]
     own = [_weekly(r), _delays(r), _notifications(r, o.detail), _tls(r, o.detail), _postscreen(r, o.detail),
-           _auth(r, o.detail), _coverage(r), _inputs(r)]  # fmt: skip
+           _content_checks(r, o.detail), _auth(r, o.detail), _coverage(r), _inputs(r)]  # fmt: skip
     hosts = [_per_host(r)] if o.by_host else []
     return [s for s in (_grand_totals(r), *hosts, *ordered, *own) if s is not None]
 

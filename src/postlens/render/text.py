@@ -273,6 +273,13 @@ def _extras(r: dict[str, Any], o: RenderOptions, out: list[str]) -> None:
         _title(out, "Postscreen")
         _counts(out, "verdicts", screen["by_action"], o)
         _counts(out, "DNSBL listings", screen["dnsbl_listings"], o)
+    checks = r["content_checks"]
+    if checks or not o.quiet:
+        _title(out, "Content checks")
+        if not checks:
+            out.append(" none (amavis, spamd, policyd-spf, OpenDKIM, OpenDMARC, postgrey)")
+        for check, verdicts in checks.items():
+            _counts(out, check, verdicts, o)
     auth = r["auth"]
     if auth["failures"]["total"] or auth["successes"]["total"] or not o.quiet:
         _title(out, "SASL authentication")
