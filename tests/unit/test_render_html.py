@@ -195,6 +195,7 @@ OWN = [
     "Notifications",
     "TLS",
     "Postscreen",
+    "Content Checks",
     "SASL Authentication",
     "Coverage",
     "Inputs",
