@@ -50,6 +50,7 @@ from postlens.events import (
     SessionProblem,
     Tls,
     Unknown,
+    Verdict,
 )
 from postlens.lines import KIND_POSTFIX
 from postlens.messages import hop_target
@@ -84,6 +85,7 @@ _POSTSCREEN_LISTS = {
     "DENYLISTED": "deny",
 }
 _FCRDNS_RE = re.compile(r"hostname \S+ does not resolve to address ")
+_DKIM_SIGNED_RE = re.compile(r"DKIM-Signature field added \(s=(\S+), d=([^)\s]+)\)")
 _TLS_BITS_RE = re.compile(r"\((\d+)/(\d+) bits\)")
 
 # Login failure texts -> a reason class. Postfix passes on what its SASL server said: Dovecot
@@ -433,6 +435,9 @@ class Metrics:
         self.virtual_delivered = counter(
             "postfix_virtual_delivered_total", "Total number of mail delivered to a virtual mailbox."
         )
+        self.opendkim_signatures = counter(
+            "opendkim_signatures_added_total", "Total number of messages signed.", "domain", "subject"
+        )
         self.postscreen_lists = counter(
             "postfix_postscreen_access_list_matches_total",
             "Total number of clients allow/deny-listed by postscreen (ALLOWLISTED/WHITELISTED/DENYLISTED/"
@@ -515,6 +520,7 @@ class Metrics:
             SessionProblem: self._session_problem,
             Tls: self._tls,
             Unknown: self._unknown,
+            Verdict: self._verdict,
         }
 
     def feed(self, ev: Event) -> None:
@@ -692,6 +698,12 @@ class Metrics:
     def _session_problem(self, ev: SessionProblem) -> None:
         if ev.tag.daemon == "smtpd" and ev.problem == "lost connection":
             self.smtpd_lost.inc(ev.after)
+
+    def _verdict(self, ev: Verdict) -> None:
+        if ev.check == "dkim" and ev.verdict == "signed":
+            m = _DKIM_SIGNED_RE.search(ev.line.payload)
+            if m is not None:
+                self.opendkim_signatures.inc(m.group(2), m.group(1))
 
     def _tls(self, ev: Tls) -> None:
         if ev.direction == "in" and ev.tag.daemon == "smtpd":

@@ -92,6 +92,9 @@ Nov 28 10:00:14 mx postfix/smtpd[100]: something postlens has never seen
 Nov 28 10:00:14 mx postfix/smtpd[100]: fatal: no SASL authentication mechanisms
 Nov 28 10:00:14 mx postfix/cleanup[101]: warning: 1A2B3C4D5E: milter unavailable
 Nov 28 10:00:15 mx dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<x>, method=PLAIN, rip=192.0.2.30, lip=192.0.2.1, session=<abc>
+Nov 28 10:00:16 mx opendkim[300]: 1A2B3C4D5E: DKIM-Signature field added (s=mail, d=example.org)
+Nov 28 10:00:16 mx opendkim[300]: 2B3C4D5E6F: DKIM-Signature field added (s=mail, d=example.org)
+Nov 28 10:00:17 mx opendkim[300]: 3C4D5E6F7A: DKIM verification successful
 """
 
 QUEUE = [
@@ -220,6 +223,12 @@ def test_other_delivery_agents(full: Samples) -> None:
     assert one(full, "postfix_lmtp_delivery_delay_seconds_bucket", stage="connection_setup", le="0.1") == 1
     assert one(full, "postfix_pipe_delivery_delay_seconds_sum", relay="dovecot", stage="transmission") == 0.09
     assert one(full, "postfix_virtual_delivered_total") == 1
+
+
+def test_opendkim_signatures(full: Samples) -> None:
+    assert series(full, "opendkim_signatures_added_total") == {
+        (("domain", "example.org"), ("subject", "mail")): 2
+    }
 
 
 def test_queue_manager_cleanup_and_bounce(full: Samples) -> None:
@@ -473,7 +482,7 @@ def every_exported_name() -> set[str]:
 
 def test_the_log_above_shows_every_metric_and_the_doc_describes_them() -> None:
     names = every_exported_name()
-    assert len({n for n in names if not re.search(r"_(bucket|sum|count)$", n)}) == 44
+    assert len({n for n in names if not re.search(r"_(bucket|sum|count)$", n)}) == 45
     doc = (ROOT / "docs" / "metrics.md").read_text()
     assert {n for n in names if f"`{n}`" not in doc and not re.search(r"_(bucket|sum|count)$", n)} == set()
 
