@@ -733,7 +733,8 @@ def watch(
     **opts: Any,
 ) -> None:
     """Follow the log as it is written: alerts, Prometheus metrics, the history database and a
-    live view (docs/watch.md). PATHS are files followed like tail -F, across rotations."""
+    live view (docs/watch.md). PATHS are files followed like tail -F, across rotations, and - for
+    standard input (docker logs -f postfix | postlens watch -)."""
     if not paths and not opts["journal"] and not opts["listen"]:
         _fail("give log files to follow, --journal or --listen", EXIT_USAGE)
     show = sys.stdout.isatty() if view is None else view

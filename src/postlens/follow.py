@@ -405,6 +405,26 @@ def _write_atomically(path: str, text: str) -> None:
 _CURSOR_EVERY = 1.0  # seconds: how often a busy journal's cursor is saved (a crash repeats at most this)
 
 
+def stream_lines(stream: IO[bytes], stop: threading.Event, poll: float = 0.2) -> Iterator[str]:
+    """The lines of a pipe as they come (``docker logs -f postfix | postlens watch -``), until it
+    ends or ``stop`` is set; bytes that are not UTF-8 are replaced, CR LF endings taken off."""
+    fd = stream.fileno()
+    rest = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while not stop.is_set():
+            if not selector.select(poll):
+                continue
+            data = os.read(fd, 1 << 16)
+            if not data:
+                break
+            *complete, rest = (rest + data).split(b"\n")
+            for raw in complete:
+                yield raw.rstrip(b"\r").decode("utf-8", "replace")
+    if rest and not stop.is_set():
+        yield rest.rstrip(b"\r").decode("utf-8", "replace")
+
+
 def journal_lines(
     stop: threading.Event,
     *,

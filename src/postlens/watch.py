@@ -124,7 +124,7 @@ class Watcher:
 
     def __init__(self, options: WatchOptions, stop: threading.Event) -> None:
         from postlens import alerts as alerting
-        from postlens.follow import FileFollower, SyslogListener, journal_lines
+        from postlens.follow import FileFollower, SyslogListener, journal_lines, stream_lines
 
         self.options = options
         self.stop = stop
@@ -144,13 +144,15 @@ class Watcher:
         self.unstored: list[Any] = []
         self.threads: list[threading.Thread] = []
         self.follower: Any = None
-        if options.paths:
+        files = _files(options)
+        if files:
             if options.state:
                 os.makedirs(os.path.dirname(os.path.abspath(options.state)), exist_ok=True)
-            follower = self.follower = FileFollower(
-                options.paths, state=options.state, from_start=options.from_start
-            )
+            follower = self.follower = FileFollower(files, state=options.state, from_start=options.from_start)
             self.threads.append(_start(lambda: _pump("file", follower.lines(stop), self.lines)))
+        if "-" in options.paths:
+            alone = not files and not options.listen and not options.journal
+            self.threads.append(_start(lambda: self._stdin(stream_lines(sys.stdin.buffer, stop), alone)))
         for url in options.listen:
             listener = SyslogListener(url)
             pump = functools.partial(_pump, url, listener.lines(stop), self.lines)
@@ -167,6 +169,12 @@ class Watcher:
 
             self.metrics = Metrics()
             self.closer = serve(self.metrics, options.metrics, self.lock)
+
+    def _stdin(self, lines: Iterator[str], alone: bool) -> None:
+        """Standard input's lines; when it ends and nothing else is followed, so does the watch."""
+        _pump("stdin", lines, self.lines)
+        if alone:
+            self.stop.set()
 
     def handle(self, source: str, text: str) -> None:
         line = self.parser.parse(text)
@@ -251,11 +259,17 @@ def _read_queue(
         engine.set_queue(len(entries), now)
 
 
+def _files(options: WatchOptions) -> list[str]:
+    """The log files followed (``-``, standard input, is read apart)."""
+    return [p for p in options.paths if p != "-"]
+
+
 def _store(options: WatchOptions, unstored: list[Any]) -> None:
     """Write what arrived since the last time into the history database."""
     assert options.db is not None
-    if options.paths:
-        history.ingest(options.paths, options.db, year=options.year, tz=options.tz)
+    files = _files(options)
+    if files:
+        history.ingest(files, options.db, year=options.year, tz=options.tz)
     if unstored:
         history.store_lines(options.db, unstored)
         unstored.clear()

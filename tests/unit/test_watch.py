@@ -7,6 +7,7 @@ import io
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -126,3 +127,19 @@ def test_the_live_view_counts_and_shows_alerts() -> None:
     assert "slow.example" in text and "CRITICAL logins 192.0.2.9" in text
     rows = {r.split()[0]: r.split()[1:] for r in text.splitlines() if r.startswith(("deferred", "auth"))}
     assert rows["deferred"] == ["1", "1"] and rows["auth"] == ["failures", "1", "1"]
+
+
+def test_standard_input_is_followed_until_it_ends(tmp_path: Path) -> None:
+    """``docker logs -f postfix | postlens watch -``: the lines reach the database, and the
+    watch ends with its input."""
+    sample = Path(postlens.sample_log())
+    db = tmp_path / "h.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "postlens", "watch", "-", "--db", str(db), "--no-queue", "--no-view",
+         "--year", "2026", "--tz", "UTC", "--state", str(tmp_path / "state.json")],
+        input=sample.read_bytes(), capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    stored, _ = postlens.report([], db=str(db), tz="UTC")
+    read, _ = postlens.report([str(sample)], year=2026, tz="UTC")
+    assert stored["totals"] == read["totals"] and stored["totals"]["received"] > 0
