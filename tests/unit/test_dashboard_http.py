@@ -21,6 +21,7 @@ Nov 28 10:00:02 mx postfix/smtpd[10]: NOQUEUE: reject: RCPT from unknown[192.0.2
 Nov 28 10:00:03 mx postfix/smtpd[10]: 1A2B3C4D5E: client=unknown[192.0.2.9]
 Nov 28 10:00:03 mx postfix/cleanup[11]: 1A2B3C4D5E: message-id=<{SCRIPT}@evil.test>
 Nov 28 10:00:03 mx postfix/qmgr[12]: 1A2B3C4D5E: from=<x@evil.test>, size=300, nrcpt=1 (queue active)
+Nov 28 10:00:03 mx amavis[14]: (00014-01) Blocked SPAM {{DiscardedInbound}}, [192.0.2.9]:5555 <x@evil.test> -> <u@remote.test>, Queue-ID: 1A2B3C4D5E, Hits: 12.5, size: 300, 40 ms
 Nov 28 10:00:04 mx postfix/smtp[13]: 1A2B3C4D5E: to=<u@remote.test>, relay=mx.remote.test[198.51.100.1]:25, delay=1.2, delays=0.1/0/0.5/0.6, dsn=4.7.1, status=deferred (host mx.remote.test[198.51.100.1] said: 451 4.7.1 {SCRIPT} try later (in reply to RCPT TO command))
 """
 
@@ -118,6 +119,12 @@ def test_messages_still_in_the_queue_are_listed(db: str) -> None:
     assert 'id="queued"' not in delivered and 'id="results"' in delivered
     by_reason = c.get("/messages?reason=temporary_failure").text.split('id="queued"')[1].split("</table>")[0]
     assert "1A2B3C4D5E" in by_reason and "DD61B20FDD1" in by_reason
+
+
+def test_content_checks_on_the_security_page(db: str) -> None:
+    page = client(db).get("/security?range=30d").text
+    table = page.split('id="content-checks"')[1].split("</table>")[0]
+    assert '<td>amavis</td><td>Blocked SPAM</td><td class="num">1</td>' in table
 
 
 def test_unknown_message_and_bad_periods(db: str) -> None:

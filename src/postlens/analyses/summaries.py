@@ -21,7 +21,7 @@ from typing import Any
 
 from postlens.analyses.problems import domain
 from postlens.analyses.reasons import Rules, split_reply
-from postlens.events import REJECTS, AuthFailure, Delivery, Expired, Reject
+from postlens.events import REJECTS, AuthFailure, Delivery, Expired, Reject, Verdict
 from postlens.messages import ENDED_ABORTED, Arrived, Message, filter_discard, final_delivery, hop_target
 
 MINUTE_METRICS = ("received", "delivered", "deferred", "bounced", "expired", "rejected", "auth_failures")
@@ -60,6 +60,7 @@ class Summaries:
             Reject: self.reject,
             AuthFailure: self.auth_failure,
             Expired: self.expired,
+            Verdict: self.verdict,
         }
 
     def _count(self, ts: float, metric: str) -> int:
@@ -88,6 +89,10 @@ class Summaries:
             self.hours[hour, f"to_{status}", dom] += 1
             code, dsn, text = split_reply(d.reply)
             self._reason(hour, status, self.rules.classify(status, code, d.dsn or dsn, text).reason.id, dom)
+
+    def verdict(self, ev: Verdict) -> None:
+        """A content check's verdict (amavis, spamd, SPF, DKIM, DMARC, greylisting), by hour."""
+        self.hours[int(ev.line.ts // 3600), "verdict", f"{ev.check}\t{ev.verdict}"] += 1
 
     def expired(self, ev: Expired) -> None:
         self._count(ev.line.ts, "expired")
