@@ -30,7 +30,7 @@ from postlens.sources import expand
 from postlens.trace import duration as spoken
 from postlens.trace import log_records
 
-CHECKS = ("queue", "deferred", "bounce-rate", "auth-failures", "rejects", "errors", "silence")
+CHECKS = ("queue", "deferred", "bounce-rate", "auth-failures", "rejects", "errors", "silence", "rbl")
 DEFAULT_WINDOW = "15m"  # of the window checks: all but queue and silence
 
 
@@ -166,17 +166,28 @@ def check(
     year: int | None = None,
     tz: str | None = None,
     syslog_name: str | None = None,
+    zones: tuple[str, ...] = (),
+    nameserver: str | None = None,
 ) -> CheckResult:
     """One Nagios/Icinga check (docs/checks.md), what ``postlens check`` runs: ``name`` is one
     of :data:`CHECKS`; ``warning`` and ``critical`` are threshold ranges (``10``, ``10:``,
     ``~:10``, ``10:20``, ``@10:20``). The window checks count the last ``window`` (default 15m)
     of the logs up to ``now``: ``"clock"`` (the default), ``"log"`` (the newest line) or a time;
     ``silence`` reads all of them, ``queue`` the live queue (of the instance at ``config_dir``)
-    or ``queue_file``. A problem it can
+    or ``queue_file``; ``rbl`` takes our own IP addresses as ``paths`` and asks the DNS
+    blocklists ``zones`` (default: rbl.DEFAULT_ZONES) through ``nameserver``. A problem it can
     name (bad options, a log that cannot be read) is an UNKNOWN result with that problem as its
     text, never an exception: ``result.line()`` is the plugin output and ``result.status`` the
     exit code."""
     try:
+        if name == "rbl":
+            if queue_file or config_dir or window or now:
+                raise UsageError(
+                    "rbl asks DNS blocklists about the addresses given: no logs, --window or --now"
+                )
+            return _rbl(paths, zones, nameserver, warning, critical)
+        if zones or nameserver:
+            raise UsageError("--zone and --nameserver are for the rbl check")
         queue = (queue_file, config_dir)
         return _check(name, paths, warning, critical, window, now, queue, year, tz, syslog_name)
     except PostlensError as e:
@@ -319,6 +330,39 @@ def _windowed(
     status = judge(count, warn, crit)
     text = f"{what}: {count} {span}"
     return CheckResult(name, status, text, [Perf(label, count, "", warn, crit, 0)], count)
+
+
+def _rbl(ips: list[str], zones: tuple[str, ...], nameserver: str | None, warning: str | None,
+         critical: str | None) -> CheckResult:  # fmt: skip
+    """Listings of our own addresses on DNS blocklists: CRITICAL at the first one unless the
+    thresholds say otherwise; UNKNOWN when a list could not answer and none lists us."""
+    import postlens
+
+    if not ips:
+        raise UsageError("rbl: give our own IP addresses to look up")
+    warn = Range.parse(warning, "--warning") if warning is not None else None
+    # a listing is CRITICAL unless thresholds are given
+    crit_text = critical if critical is not None else (None if warning is not None else "0")
+    crit = Range.parse(crit_text, "--critical") if crit_text is not None else None
+    listings = postlens.check_rbl(ips, zones=zones or None, nameserver=nameserver)
+    listed = [x for x in listings if x.listed]
+    failed = [x for x in listings if x.error]
+    perf = [
+        Perf("listed", len(listed), "", warn, crit, 0),
+        Perf("lookups", len(listings), "", None, None, 0),
+        Perf("errors", len(failed), "", None, None, 0),
+    ]
+    if listed:
+        named = ", ".join(f"{x.ip} on {x.zone}" + (f" ({x.text})" if x.text else "") for x in listed)
+        return CheckResult("rbl", judge(len(listed), warn, crit), f"listed: {named}", perf, len(listed))
+    if failed:
+        named = ", ".join(sorted({f"{x.zone}: {x.error}" for x in failed}))
+        return CheckResult(
+            "rbl", Status.UNKNOWN, f"not listed where asked, but no answer from {named}", perf, 0
+        )
+    zones_asked = len({x.zone for x in listings})
+    text = f"{len(set(ips))} address{'es' * (len(set(ips)) != 1)} listed on none of {zones_asked} blocklists"
+    return CheckResult("rbl", judge(0, warn, crit), text, perf, 0)
 
 
 _ERROR_LABELS = (("fatal", "fatal"), ("panics", "panic"), ("errors", "error"))  # result key, perf label

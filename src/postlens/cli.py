@@ -844,15 +844,21 @@ class _PluginCommand(click.Command):
 @click.option("--year", type=int, help="Year of the first line for stamps without one (default: file time).")
 @click.option("--tz", metavar="ZONE", help="Zone of stamps without one, and of --now (default: local).")
 @click.option("--syslog-name", metavar="REGEX", help="A custom syslog_name, as a regular expression.")
+@click.option(
+    "--zone", "zones", multiple=True, metavar="ZONE", help="rbl: a DNS blocklist to ask (repeatable)."
+)
+@click.option("--nameserver", metavar="IP[:PORT]", help="rbl: the resolver to ask (default: the system's).")
 def check(name: str, paths: tuple[str, ...], **opts: Any) -> None:
     """A Nagios/Icinga check: one line of status with performance data, and the plugin exit
     code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (docs/checks.md).
 
-    CHECK is queue, deferred, bounce-rate, auth-failures, rejects, errors or silence. PATHS are the
-    logs; by default /var/log/mail.log (or maillog) alone, not its older generations.
+    CHECK is queue, deferred, bounce-rate, auth-failures, rejects, errors, silence or rbl. PATHS
+    are the logs; by default /var/log/mail.log (or maillog) alone, not its older generations.
+    For rbl, PATHS are our own IP addresses, looked up on DNS blocklists.
     """
-    targets = list(paths) or ([] if name == "queue" else [p for p in DEFAULT_LOGS if os.path.exists(p)][:1])
-    if name != "queue" and not targets:
+    logless = name in ("queue", "rbl")
+    targets = list(paths) or ([] if logless else [p for p in DEFAULT_LOGS if os.path.exists(p)][:1])
+    if not logless and not targets:
         _plugin_exit(check_unknown(name, "no log given, and none at /var/log/mail.log or /var/log/maillog"))
     try:
         result = postlens.check(name, targets, **opts)

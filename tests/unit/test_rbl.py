@@ -198,3 +198,36 @@ def test_the_command_says_listed_with_exit_code_5(dnsbl: int, tmp_path: Path) ->
     assert configured.returncode == 5 and LISTED in configured.stdout
     bad = subprocess.run([*base, "not-an-ip"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+
+
+def test_the_nagios_check_is_critical_when_listed(dnsbl: int) -> None:
+    base = [
+        sys.executable,
+        "-m",
+        "postlens",
+        "check",
+        "rbl",
+        "--zone",
+        ZONE,
+        "--nameserver",
+        f"127.0.0.1:{dnsbl}",
+    ]
+
+    def run(*args: str) -> tuple[int, str]:
+        done = subprocess.run([*base, *args], capture_output=True, text=True)
+        assert done.stderr == "" and done.stdout.count("\n") == 1, (done.stdout, done.stderr)
+        return done.returncode, done.stdout
+
+    code, out = run(NOT_LISTED)
+    assert code == 0 and out.startswith("POSTFIX RBL OK: 1 address listed on none of 1 blocklists")
+    assert "'listed'=0;;0;0" in out and "'lookups'=1;;;0" in out
+    code, out = run(LISTED, NOT_LISTED)
+    assert code == 2 and f"listed: {LISTED} on {ZONE}" in out
+    code, out = run("-w", "0", "-c", "5", LISTED)
+    assert code == 1
+    code, out = run(PUBLIC_RESOLVER)  # the list refused to answer: we do not know
+    assert code == 3 and "no answer from" in out
+    code, out = run("not-an-ip")
+    assert code == 3
+    code, out = run()
+    assert code == 3 and "give our own IP addresses" in out
