@@ -12,13 +12,13 @@ import re
 from collections.abc import Callable
 
 from postlens.events.model import Event, Info, Verdict
+from postlens.events.postfix import split_qid
 from postlens.lines import Line, Tag
 
 _AMAVIS_RE = re.compile(r"\(\S+\) (Passed|Blocked) ([A-Z][A-Z-]*)")
 _AMAVIS_QID_RE = re.compile(r"Queue-ID: ([0-9A-Za-z]+)")
 _SPAMD_RE = re.compile(r"spamd: (identified spam|clean message) \(")
 _SPF_RE = re.compile(r"Received-SPF: (\w+)")
-_QID_RE = re.compile(r"([0-9A-F]{6,}|[0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{10,}): (.*)$")
 _DKIM = {
     "DKIM verification successful": "verified",
     "bad signature data": "bad signature",
@@ -52,20 +52,20 @@ def _spf(line: Line, tag: Tag, payload: str) -> Event:
 
 
 def _dkim(line: Line, tag: Tag, payload: str) -> Event:
-    m = _QID_RE.match(payload)
-    if m is not None:
+    split = split_qid(payload)  # OpenDKIM and OpenDMARC name the message by Postfix's queue ID
+    if split is not None:
         for text, verdict in _DKIM.items():
-            if m.group(2).startswith(text):
-                return Verdict(line, tag, m.group(1), "dkim", verdict)
+            if split[1].startswith(text):
+                return Verdict(line, tag, split[0], "dkim", verdict)
     return Info(line, tag, "")
 
 
 def _dmarc(line: Line, tag: Tag, payload: str) -> Event:
-    m = _QID_RE.match(payload)
-    d = _DMARC_RE.fullmatch(m.group(2)) if m is not None else None
-    if m is None or d is None:
+    split = split_qid(payload)
+    d = _DMARC_RE.fullmatch(split[1]) if split is not None else None
+    if split is None or d is None:
         return Info(line, tag, "")
-    return Verdict(line, tag, m.group(1), "dmarc", d.group(1))
+    return Verdict(line, tag, split[0], "dmarc", d.group(1))
 
 
 def _postgrey(line: Line, tag: Tag, payload: str) -> Event:
