@@ -784,7 +784,7 @@ def serve(
     """The web dashboard over the history database: overview, problems, security, messages,
     queue and trends, live while lines arrive (docs/serve.md). Read-only."""
     try:
-        from postlens.web.app import Access
+        from postlens.access import Access
         from postlens.web.serve import DEFAULT_LISTEN, ServeOptions
     except ImportError as e:
         _fail(f"the dashboard needs: pip install 'postlens[web]' ({e.name} is missing)", EXIT_USAGE)

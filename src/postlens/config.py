@@ -42,6 +42,8 @@ KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
     },
     # the dashboard (docs/serve.md): who may read it, and where it listens
     "serve": {"listen": str, "token": str, "user": str, "password": str},
+    # who may scrape watch's metrics page, and its TLS (docs/metrics.md)
+    "metrics": {"token": str, "user": str, "password": str, "tls_cert": str, "tls_key": str},
     "rbl": {"zones": list, "nameserver": str, "timeout": (int, float)},
     "anomalies": {"baseline_days": int, "min_count": int, "score": (int, float), "silence": str},
     # [[alert]]: an array, one table per rule (postlens.alerts checks each further)

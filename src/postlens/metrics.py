@@ -27,6 +27,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from postlens.access import Access
 from postlens.analyses.reasons import Rules, split_reply
 from postlens.errors import UsageError
 from postlens.events import (
@@ -747,6 +748,9 @@ class _Server(ThreadingHTTPServer):
         self.address_family = family
         super().__init__(address, handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that failed the TLS handshake or hung up: nothing for the log
+
     def server_bind(self) -> None:
         if self.address_family == socket.AF_INET6 and self.server_address[0] == "::":
             # every address: IPv4 too, as Go's ":9154" listens
@@ -778,13 +782,17 @@ class MetricsServer:
         self.close()
 
 
-def _handler(metrics: Metrics, lock: threading.Lock) -> type[BaseHTTPRequestHandler]:
+def _handler(metrics: Metrics, lock: threading.Lock, access: Access) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "postlens"
 
         def do_GET(self) -> None:
             path = self.path.partition("?")[0]
-            if path == "/metrics":
+            if not access.allows(self.headers.get("Authorization", "")):
+                self._answer(
+                    401, "text/plain; charset=utf-8", b"authentication required\n", access.challenge()
+                )
+            elif path == "/metrics":
                 with lock:
                     body = metrics.exposition()
                 self._answer(200, CONTENT_TYPE, body)
@@ -793,10 +801,14 @@ def _handler(metrics: Metrics, lock: threading.Lock) -> type[BaseHTTPRequestHand
             else:
                 self._answer(404, "text/plain; charset=utf-8", b"404 page not found\n")
 
-        def _answer(self, status: int, content_type: str, body: bytes) -> None:
+        def _answer(
+            self, status: int, content_type: str, body: bytes, headers: dict[str, str] | None = None
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
 
@@ -806,13 +818,30 @@ def _handler(metrics: Metrics, lock: threading.Lock) -> type[BaseHTTPRequestHand
     return Handler
 
 
-def serve(metrics: Metrics, address: str, lock: threading.Lock) -> MetricsServer:
+def serve(
+    metrics: Metrics,
+    address: str,
+    lock: threading.Lock,
+    access: Access | None = None,
+    tls: tuple[str, str] | None = None,
+) -> MetricsServer:
     """Answer ``GET /metrics`` (and ``/``) on ``address`` from a daemon thread.
 
     ``address`` is ``HOST:PORT``, ``[IPv6]:PORT`` or ``:PORT`` (every address); port 0 takes
     a free one (``.port`` tells which). The page is made under ``lock``, the one the caller
-    holds while it feeds events. An address that cannot be used is a UsageError.
+    holds while it feeds events. ``access`` asks for a token or a password; ``tls`` is a
+    certificate and key file (PEM) to answer HTTPS with. An address that cannot be used, or
+    a certificate that cannot be loaded, is a UsageError.
     """
+    context = None
+    if tls is not None:
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(*tls)
+        except (OSError, ssl.SSLError) as e:
+            raise UsageError(f"metrics TLS certificate {tls[0]} and key {tls[1]}: {e}") from e
     host, port = parse_address(address)
     try:
         if host:
@@ -821,9 +850,11 @@ def serve(metrics: Metrics, address: str, lock: threading.Lock) -> MetricsServer
             family, host = socket.AF_INET6, "::"
         else:
             family, host = socket.AF_INET, "0.0.0.0"
-        server = _Server(family, (host, port), _handler(metrics, lock))
+        server = _Server(family, (host, port), _handler(metrics, lock, access or Access()))
     except OSError as e:
         raise UsageError(f"metrics address {address!r}: cannot listen: {e.strerror or e}") from e
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     # close() waits until the loop next looks up from select(): a tenth of a second at most
     thread = threading.Thread(target=server.serve_forever, args=(0.1,), name="postlens-metrics", daemon=True)
     thread.start()

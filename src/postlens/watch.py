@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from postlens import history
-from postlens.errors import PostlensError
+from postlens.access import Access
+from postlens.errors import PostlensError, UsageError
 from postlens.events import REJECTS, Arrival, AuthFailure, Delivery, Event, EventParser, Reject
 from postlens.lines import LineParser, YearGuess, zone
 from postlens.messages import final_delivery
@@ -168,7 +169,7 @@ class Watcher:
             from postlens.metrics import Metrics, serve
 
             self.metrics = Metrics()
-            self.closer = serve(self.metrics, options.metrics, self.lock)
+            self.closer = serve(self.metrics, options.metrics, self.lock, *_metrics_access(options.settings))
 
     def _stdin(self, lines: Iterator[str], alone: bool) -> None:
         """Standard input's lines; when it ends and nothing else is followed, so does the watch."""
@@ -257,6 +258,16 @@ def _read_queue(
         if metrics is not None:
             metrics.set_queue(entries, now)
         engine.set_queue(len(entries), now)
+
+
+def _metrics_access(settings: dict[str, Any]) -> tuple[Access, tuple[str, str] | None]:
+    """Who may scrape the metrics page, and its TLS certificate and key, from [metrics]."""
+    section = settings.get("metrics", {})
+    access = Access(section.get("token", ""), section.get("user", ""), section.get("password", ""))
+    cert, key = section.get("tls_cert"), section.get("tls_key")
+    if bool(cert) != bool(key):
+        raise UsageError("[metrics]: tls_cert and tls_key go together")
+    return access, (cert, key) if cert and key else None
 
 
 def _files(options: WatchOptions) -> list[str]:

@@ -41,7 +41,8 @@ def client(db: str, **access: str):  # type: ignore[no-untyped-def]
     need_module("httpx2")
     from starlette.testclient import TestClient
 
-    from postlens.web.app import Access, create_app
+    from postlens.access import Access
+    from postlens.web.app import create_app
 
     return TestClient(create_app(db, access=Access(**access), tz="UTC"))
 

@@ -7,18 +7,24 @@ that postlens exports.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import urllib.error
 import urllib.request
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from postlens.access import Access
 from postlens.errors import UsageError
 from postlens.events import EventParser, Screen
 from postlens.lines import KIND_POSTFIX, Line, LineParser, Tag, YearGuess
@@ -32,7 +38,7 @@ from postlens.metrics import (
     parse_address,
     serve,
 )
-from tests.conftest import ROOT
+from tests.conftest import ROOT, need
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -545,6 +551,47 @@ def test_scraped_over_http(served: Any) -> None:
     assert status == 200 and content_type.startswith("text/html")
     assert b'href="/metrics"' in body
     assert get(f"http://127.0.0.1:{server.port}/nothing")[0] == 404
+
+
+def test_a_password_and_tls_guard_the_page(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Prometheus's basic_auth or authorization (a bearer token), over HTTPS with a certificate
+    openssl made; a client that fails the handshake leaves no trace on standard error."""
+    need(shutil.which("openssl") is not None, "openssl is not installed (apt-get install openssl)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    m = feed(LOG)
+    server = serve(m, "127.0.0.1:0", threading.Lock(), Access(token="t0k", user="prom", password="pw"),
+                   (str(cert), str(key)))  # fmt: skip
+    try:
+        url = f"https://127.0.0.1:{server.port}/metrics"
+        context = ssl.create_default_context(cafile=str(cert))
+
+        def fetch(authorization: str) -> int:
+            request = urllib.request.Request(
+                url, headers={"Authorization": authorization} if authorization else {}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10, context=context) as r:
+                    assert r.read() == m.exposition()
+                    return int(r.status)
+            except urllib.error.HTTPError as e:
+                assert e.headers["WWW-Authenticate"] == 'Basic realm="postlens"'
+                return int(e.code)
+
+        basic = base64.b64encode(b"prom:pw").decode()
+        assert fetch("") == 401 and fetch("Bearer nope") == 401 and fetch("Basic " + basic[:-2]) == 401
+        assert fetch("Bearer t0k") == 200 and fetch("Basic " + basic) == 200
+        with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP is not answered
+            urllib.request.urlopen(url.replace("https", "http"), timeout=5)
+    finally:
+        server.close()
+    assert capfd.readouterr().err == ""
+    with pytest.raises(UsageError, match="metrics TLS certificate"):
+        serve(m, "127.0.0.1:0", threading.Lock(), None, (str(key), str(cert)))
 
 
 def test_the_page_is_made_under_the_lock(served: Any) -> None:

@@ -10,12 +10,9 @@ markup in a log line (a HELO name, an address, a reply) stays text.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hmac
 import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from importlib.resources import files
 from typing import Any
@@ -32,6 +29,7 @@ from starlette.staticfiles import StaticFiles
 
 import postlens
 from postlens import history
+from postlens.access import Access
 from postlens.analyses.reasons import Rules
 from postlens.analyses.security import SecurityOptions
 from postlens.blocklist import write_blocklist
@@ -60,39 +58,6 @@ SEARCH_LINES = 500
 LIVE_EVERY = 1.0  # seconds between looks at the database for new lines
 
 
-@dataclass(slots=True)
-class Access:
-    """Who may read: a token, or a user and password; neither means anyone who can connect."""
-
-    token: str = ""
-    user: str = ""
-    password: str = ""
-
-    @property
-    def required(self) -> bool:
-        return bool(self.token or self.password)
-
-    def allows(self, request: Request) -> bool:
-        if not self.required:
-            return True
-        given = request.headers.get("authorization", "")
-        if self.token:
-            offered = request.query_params.get("token") or request.cookies.get("postlens_token", "")
-            if given.startswith("Bearer "):
-                offered = given[7:]
-            if offered and hmac.compare_digest(offered.encode(), self.token.encode()):
-                return True
-        if self.password and given.startswith("Basic "):
-            try:
-                user, _, password = base64.b64decode(given[6:]).decode().partition(":")
-            except ValueError:
-                return False
-            return hmac.compare_digest(user.encode(), self.user.encode()) & hmac.compare_digest(
-                password.encode(), self.password.encode()
-            )
-        return False
-
-
 class Guard(BaseHTTPMiddleware):
     """Access control and the security headers, on every response."""
 
@@ -103,10 +68,10 @@ class Guard(BaseHTTPMiddleware):
     async def dispatch(
         self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        if not self.access.allows(request):
+        offered = request.query_params.get("token") or request.cookies.get("postlens_token", "")
+        if not self.access.allows(request.headers.get("authorization", ""), offered):
             response: Response = PlainTextResponse("authentication required\n", status_code=401)
-            if self.access.password:
-                response.headers["WWW-Authenticate"] = 'Basic realm="postlens"'
+            response.headers.update(self.access.challenge())
         else:
             response = await call_next(request)
             token = request.query_params.get("token")

@@ -15,9 +15,10 @@ from typing import Any
 
 import uvicorn
 
+from postlens.access import Access
 from postlens.messages import is_loopback
 from postlens.metrics import parse_address
-from postlens.web.app import Access, create_app
+from postlens.web.app import create_app
 
 DEFAULT_LISTEN = "127.0.0.1:8025"
 WATCH_DB_EVERY = 2.0  # seconds between the built-in watcher's writes: what "live" lags by
