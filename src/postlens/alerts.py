@@ -69,6 +69,7 @@ FINDINGS = {
     "password_spray": "spray_usernames",
     "guessed_password": "guess_failures",
     "distributed_attack": "spray_ips",
+    "repeated_rejects": "reject_limit",
 }
 DEFAULT_WINDOW = 600.0
 DEFAULT_COOLDOWN = 300.0
@@ -456,14 +457,15 @@ class _QueueSize(_Detector):
 
 
 class _Finding(_Detector):
-    """A finding of :class:`~postlens.analyses.security.Security` over the window's logins.
+    """A finding of :class:`~postlens.analyses.security.Security` over the window's logins (and
+    rejects, for repeated rejects).
 
     The findings are decided afresh, by the same code as ``postlens security``, when the
     window's events have changed, at most once per second of log time: each decision reads
     the whole window.
     """
 
-    handles = (AuthFailure, Login, Arrival)
+    handles = (AuthFailure, Login, Arrival, Reject)
 
     def __init__(self, rule: Rule) -> None:
         super().__init__(rule)
@@ -475,7 +477,11 @@ class _Finding(_Detector):
         self._found: dict[str, dict[str, Any]] = {}
 
     def feed(self, ev: Any) -> None:
-        if not isinstance(ev, Arrival) or ev.sasl_username:  # a SASL arrival is a login
+        if isinstance(ev, Reject):  # only repeated rejects are decided from rejects
+            wanted = self.rule.finding == "repeated_rejects" and ev.action in REJECTS
+        else:
+            wanted = not isinstance(ev, Arrival) or bool(ev.sasl_username)  # a SASL arrival is a login
+        if wanted:
             self._events.append(ev)
             self._dirty = True
 

@@ -245,6 +245,19 @@ def test_security_findings_are_rules_guessed_password_and_brute_force() -> None:
     assert resolved[1].text == f"no brute force by {B} within 10 minutes any more"
 
 
+def test_a_client_refused_again_and_again_is_a_finding_to_alert_on() -> None:
+    """fail2ban's postfix jail as an alert: the destination can run the block."""
+    log = Log()
+    engine = AlertEngine(
+        [Rule("probes", "security", window=600, threshold=4, finding="repeated_rejects")], []
+    )
+    steps = [(t * 30, reject(A)) for t in range(4)] + [(200, failed(B)), (201, reject(B))]
+    fired = run(engine, log, steps)
+    assert [(t, a.rule, a.key, a.value) for t, a in fired] == [(90, "probes", A, 4)]
+    assert fired[0][1].text == f"{A} was refused 4 times within 10 minutes (4 in all)"
+    assert brief(engine.tick(T0 + 700)) == [("probes", "resolved", A, 0)]
+
+
 def test_sasl_volume_problem_reasons_and_queue_size() -> None:
     log = Log()
     rules = [
