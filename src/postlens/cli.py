@@ -139,6 +139,7 @@ def _dashed(arg: str) -> str:
 @click.option("--smtpd-warning-detail", type=int, metavar="N", help="Rows in the Warnings (0: none).")
 @click.option("-q", "--quiet", is_flag=True, help="Leave out sections with nothing in them (text).")
 @click.option("--mailq", is_flag=True, help="Add the live mail queue's shape at the end (text).")
+@click.option("--config-dir", metavar="DIR", help="--mailq: another instance's queue (postqueue -c DIR).")
 @click.option("--iso-date-time", is_flag=True, hidden=True)  # pflogsumm's: postlens's times always are
 @click.option("--no-bounce-detail", is_flag=True, hidden=True)  # pflogsumm's older forms of ... 0
 @click.option("--no-deferral-detail", is_flag=True, hidden=True)
@@ -215,9 +216,11 @@ def report(
     mail = _report_mail(opts)
     detail = opts.pop("detail")
     top_hosts, top_users = opts.pop("top_hosts"), opts.pop("top_users")
-    mailq = opts.pop("mailq")
+    mailq, config_dir = opts.pop("mailq"), opts.pop("config_dir")
     if mailq and fmt != "text":
         _fail("--mailq is for the text report", EXIT_USAGE)
+    if config_dir and not mailq:
+        _fail("--config-dir is for --mailq", EXIT_USAGE)
     opts.pop("iso_date_time")
     render_opts = RenderOptions(
         top_hosts=top_hosts if top_hosts >= 0 else detail,
@@ -235,7 +238,7 @@ def report(
     result, problems = _run(lambda: postlens.report(targets, progress=sys.stderr if show else None, **opts))
     if mail is None or output is not None:
         text = render(result, fmt, render_opts)
-        write_output(text + _mail_queue() if mailq else text, output)
+        write_output(text + _mail_queue(config_dir) if mailq else text, output)
     if mail is not None:
         _run(lambda: mail.send(result, render_opts, date=opts["date"], tz=opts["tz"]))
     _problems(problems)
@@ -255,13 +258,13 @@ def _section_detail(opts: dict[str, Any]) -> dict[str, int]:
     return limits
 
 
-def _mail_queue() -> str:
+def _mail_queue(config_dir: str | None) -> str:
     """pflogsumm's --mailq: the live queue at the end of the report, as postlens queue shows
     it; a queue that cannot be read is said there, and the report is still printed."""
     from postlens.render.queue import render_queue
 
     try:
-        text = render_queue(postlens.queue()[0], "text")
+        text = render_queue(postlens.queue(config_dir=config_dir)[0], "text")
     except PostlensError as e:
         text = f" {e}\n"
     return "\nCurrent Mail Queue\n------------------\n" + text

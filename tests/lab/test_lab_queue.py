@@ -347,6 +347,14 @@ def test_the_command_line_live_and_from_a_file(lab_queue: Any, tmp_path: Path) -
         capture_output=True, text=True,
     )  # fmt: skip
     assert check.returncode == 0 and f"{listed} messages in the queue" in check.stdout, check.stdout
+    # pflogsumm's --mailq: the report ends with the same instance's queue
+    report = subprocess.run(
+        [sys.executable, "-m", "postlens", "report", "--sample", "--mailq", "--config-dir", str(pf.etc)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    queue = report.split("Current Mail Queue\n------------------\n")[1]
+    every = next(row for row in queue.splitlines() if row.startswith("all "))
+    assert "TOTAL" in queue and int(every.split()[1]) == listed, queue
 
 
 def test_maildrop_is_where_qshape_misreads_the_queue(lab_queue: Any) -> None:
