@@ -411,9 +411,13 @@ def stream_lines(stream: IO[bytes], stop: threading.Event, poll: float = 0.2) ->
     fd = stream.fileno()
     rest = b""
     with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
+        try:
+            selector.register(fd, selectors.EVENT_READ)
+            waits = True
+        except (OSError, ValueError):  # a regular file (< mail.log): it never blocks, read it through
+            waits = False
         while not stop.is_set():
-            if not selector.select(poll):
+            if waits and not selector.select(poll):
                 continue
             data = os.read(fd, 1 << 16)
             if not data:

@@ -54,7 +54,7 @@ from postlens.events import (
     Verdict,
 )
 from postlens.lines import KIND_POSTFIX
-from postlens.messages import hop_target
+from postlens.messages import filter_discard, final_delivery, hop_target
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -597,6 +597,8 @@ class Metrics:
         if hop_target(ev):
             self.filter_hops.inc()
             return
+        if status == "sent" and not final_delivery(ev):  # as the report counts: not delivered
+            status = "discarded" if filter_discard(ev) else "forwarded"
         domain = self.domains.label(ev.to.rpartition("@")[2].lower())
         if (domain, status) not in self.domain_deliveries.series:
             for known in STATUSES:

@@ -31,6 +31,7 @@ from postlens.events import REJECTS, Arrival, AuthFailure, Delivery, Event, Even
 from postlens.lines import LineParser, YearGuess, zone
 from postlens.messages import final_delivery
 from postlens.render import clean
+from postlens.sources import is_journal
 
 TICK = 1.0  # seconds between alert evaluations, redraws and position saves
 DB_EVERY = 10.0  # seconds between history writes
@@ -125,7 +126,6 @@ class Watcher:
 
     def __init__(self, options: WatchOptions, stop: threading.Event) -> None:
         from postlens import alerts as alerting
-        from postlens.follow import FileFollower, SyslogListener, journal_lines, stream_lines
 
         self.options = options
         self.stop = stop
@@ -145,6 +145,25 @@ class Watcher:
         self.unstored: list[Any] = []
         self.threads: list[threading.Thread] = []
         self.follower: Any = None
+        self.told = 0  # follower problems already said
+        self.metrics: Any = None
+        self.closer: Callable[[], None] | None = None
+        try:
+            self._start(options, stop)
+        except BaseException:  # nothing started may outlive a watch that could not start
+            stop.set()
+            for thread in self.threads:
+                thread.join(timeout=5)
+            self.engine.close()
+            raise
+
+    def _start(self, options: WatchOptions, stop: threading.Event) -> None:
+        """Start reading the inputs, then serve the metrics."""
+        from postlens.follow import FileFollower, SyslogListener, journal_lines, stream_lines
+
+        if any(is_journal(p) for p in options.paths):
+            raise UsageError("watch follows the journal with --journal, not a journal: path")
+        access = _metrics_access(options.settings) if options.metrics else None
         files = _files(options)
         if files:
             if options.state:
@@ -162,14 +181,11 @@ class Watcher:
             cursor = options.state + ".journal" if options.state else None
             journal = journal_lines(stop, cursor_file=cursor)
             self.threads.append(_start(lambda: _pump("journal", journal, self.lines)))
-        self.told = 0  # follower problems already said
-        self.metrics: Any = None
-        self.closer: Callable[[], None] | None = None
-        if options.metrics:  # served once the inputs listen: a scrape then means "ready"
+        if options.metrics and access is not None:  # served once the inputs listen: a scrape means "ready"
             from postlens.metrics import Metrics, serve
 
             self.metrics = Metrics()
-            self.closer = serve(self.metrics, options.metrics, self.lock, *_metrics_access(options.settings))
+            self.closer = serve(self.metrics, options.metrics, self.lock, *access)
 
     def _stdin(self, lines: Iterator[str], alone: bool) -> None:
         """Standard input's lines; when it ends and nothing else is followed, so does the watch."""

@@ -231,6 +231,17 @@ def test_other_delivery_agents(full: Samples) -> None:
     assert one(full, "postfix_virtual_delivered_total") == 1
 
 
+def test_deliveries_by_status_are_the_reports() -> None:
+    """Mail a local content filter dropped is not sent; sum by status equals the report."""
+    log = ROOT / "tests" / "data" / "filter-discard.log"
+    samples = parse(feed(log.read_text()).exposition())
+    by_status: dict[str, float] = {}
+    for labels, n in series(samples, "postlens_domain_deliveries_total").items():
+        status = dict(labels)["status"]
+        by_status[status] = by_status.get(status, 0) + n
+    assert by_status == {"sent": 1, "discarded": 2, "deferred": 0, "bounced": 0}
+
+
 def test_opendkim_signatures(full: Samples) -> None:
     assert series(full, "opendkim_signatures_added_total") == {
         (("domain", "example.org"), ("subject", "mail")): 2

@@ -143,3 +143,40 @@ def test_standard_input_is_followed_until_it_ends(tmp_path: Path) -> None:
     stored, _ = postlens.report([], db=str(db), tz="UTC")
     read, _ = postlens.report([str(sample)], year=2026, tz="UTC")
     assert stored["totals"] == read["totals"] and stored["totals"]["received"] > 0
+    # standard input a file (< mail.log), which cannot be waited on: read through, and the end
+    with sample.open("rb") as given:
+        again = subprocess.run(
+            [sys.executable, "-m", "postlens", "watch", "-", "--db", str(tmp_path / "f.db"), "--no-queue",
+             "--no-view", "--year", "2026", "--tz", "UTC", "--state", str(tmp_path / "state.json")],
+            stdin=given, capture_output=True, timeout=120,
+        )  # fmt: skip
+    assert again.returncode == 0 and again.stderr == b"", again.stderr
+    assert postlens.report([], db=str(tmp_path / "f.db"), tz="UTC")[0]["totals"] == read["totals"]
+
+
+def test_a_watch_that_cannot_start_leaves_nothing_running(tmp_path: Path) -> None:
+    """A bad [metrics] setting, found before any input starts, or a certificate that cannot be
+    loaded, found after: one line, exit code 2, and the command ends though its input is open."""
+    half = tmp_path / "half.toml"
+    half.write_text('[metrics]\ntls_cert = "/etc/hostname"\n')
+    broken = tmp_path / "broken.toml"
+    broken.write_text(f'[metrics]\ntls_cert = "{half}"\ntls_key = "{half}"\n')
+    for conf, said in ((half, "tls_cert and tls_key go together"), (broken, "metrics TLS certificate")):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "postlens", "watch", "-", "--no-queue", "--no-view", "--metrics", "127.0.0.1:0",
+             "--config", str(conf), "--state", str(tmp_path / "state.json")],
+            stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            proc.wait(timeout=60)  # standard input stays open: only the failure ends the watch
+        finally:
+            proc.kill()
+        assert proc.stdin is not None and proc.stderr is not None
+        proc.stdin.close()
+        err = proc.stderr.read()
+        assert proc.returncode == 2 and err.count("\n") == 1 and said in err, err
+    journal = subprocess.run(
+        [sys.executable, "-m", "postlens", "watch", "journal:", "--no-queue", "--no-view"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert journal.returncode == 2 and "with --journal" in journal.stderr
