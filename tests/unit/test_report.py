@@ -141,6 +141,7 @@ def test_a_message_a_local_content_filter_discards_is_not_delivered() -> None:
     r, _ = postlens.report([str(log)], year=2026, tz="UTC")
     assert (r["totals"]["received"], r["totals"]["delivered"], r["totals"]["discarded"]) == (1, 1, 1)
     assert r["messages"]["filter_discards"] == 2 and r["messages"]["hops"] == 0
+    assert [d["domain"] for d in r["delivery_domains"]] == ["remote.example"]  # no empty row for mx.example
     hits, _ = postlens.trace([str(log)], year=2026, tz="UTC", msgids=("v1@a.example",))
     assert [row["state"] for row in hits[0]["recipients"]] == ["discarded", "discarded"]
     anomalies, _ = postlens.anomalies([str(log)], year=2026, tz="UTC")

@@ -290,9 +290,6 @@ class Report:
             addr = self._addr(d.to)
             at = addr.rfind("@")
             dom = addr[at + 1 :] if at >= 0 else "(local)"
-            row = rdom.get(dom)
-            if row is None:
-                row = rdom[dom] = [0, 0, 0, 0, 0]
             status = d.status
             if status == "sent":
                 if hop_target(d):
@@ -305,18 +302,18 @@ class Report:
                     state["filter_discards"] += 1
                     discarded = True
                     continue
-                self._delivered(d, addr, dom, row, size, notice, msg)
+                self._delivered(d, addr, dom, _domain_row(rdom, dom), size, notice, msg)
             elif status == "deferred":
                 deferred = True
                 totals[(host, "deferrals")] += 1
                 traffic[(int(d.line.ts // 900), "deferred")] += 1
-                row[3] += 1
+                _domain_row(rdom, dom)[3] += 1
                 bump_max(self._rdom_max, dom, centis(d.delay))
                 self.t.counter("deferral_reasons")[(d.tag.daemon, norm.reason(d.reply))] += 1
             elif status == "bounced":
                 totals[(host, "bounced")] += 1
                 traffic[(int(d.line.ts // 900), "bounced")] += 1
-                row[4] += 1
+                _domain_row(rdom, dom)[4] += 1
                 self.t.counter("bounce_reasons")[(d.relay, norm.reason(d.reply))] += 1
             elif status in ("deliverable", "undeliverable", "undeliverable-but-not-cached"):
                 self.t.counter("verify")[status] += 1
@@ -386,6 +383,15 @@ class Report:
         from postlens.analyses.report_result import build_result
 
         return build_result(self.t, self.buckets)
+
+
+def _domain_row(rows: dict[str, list[int]], dom: str) -> list[int]:
+    """A destination domain's [delivered, bytes, delay, defers, bounced], made on first use:
+    a domain that only saw hops, forwards or a filter's discards gets none."""
+    row = rows.get(dom)
+    if row is None:
+        row = rows[dom] = [0, 0, 0, 0, 0]
+    return row
 
 
 def percentile(hist: Counter[int] | dict[int, int], pct: int) -> float:

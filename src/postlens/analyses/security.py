@@ -35,7 +35,7 @@ from postlens.analyses.tally import Tally, add_row, bump_max
 from postlens.dates import iso_utc
 from postlens.events import REJECTS, Arrival, AuthFailure, Login, Reject, Screen, SessionProblem
 from postlens.lines import KIND_POSTFIX, Tag
-from postlens.messages import Message
+from postlens.messages import Message, is_loopback
 
 SEVERITY = {"guessed_password": "critical", "password_spray": "high", "distributed_attack": "high",
             "brute_force": "high", "compromised_sender": "high", "mail_flood": "medium",
@@ -249,7 +249,7 @@ class Security:
         out = []
         for ip, secs in rejects.items():
             burst = _most_in_window(secs, o.window)
-            if ip in found or burst < o.reject_limit:
+            if ip in found or burst < o.reject_limit or is_loopback(ip):  # webmail, a filter on this host
                 continue
             text = f"{ip} was refused {burst} times within {_span(o.window)} ({len(secs)} in all)"
             base = {

@@ -154,7 +154,8 @@ def _grand_totals(r: dict[str, Any]) -> Section:
     why = (
         "Why the columns differ: pflogsumm counts a message re-injected by a content filter as received "
         f"twice and its hop into the filter as delivered (here {m['reinjected']:,} re-injected, "
-        f"{m['hops']:,} hops); postlens also counts expired messages ({t['expired']:,}) and the notices "
+        f"{m['hops']:,} hops), and mail a content filter dropped as delivered ({m['filter_discards']:,} "
+        f"recipients); postlens also counts expired messages ({t['expired']:,}) and the notices "
         f"Postfix generates ({t['notifications']:,}), which pflogsumm does not."
     )
     state = (

@@ -68,8 +68,8 @@ def _grand_totals(r: dict[str, Any], out: list[str]) -> None:
     out.append("")
     out.append(
         f" postlens counts a content-filter re-injection once ({m['reinjected']} re-injected, "
-        f"{m['hops']} hops into filters not counted as delivered), counts expiry apart and "
-        f"notices as notifications; pflogsumm does not."
+        f"{m['hops']} hops into filters not counted as delivered), a filter's discards as discarded "
+        f"({m['filter_discards']} recipients), expiry apart and notices as notifications; pflogsumm does not."
     )
     out.append(
         f" {m['complete']} messages complete, {m['incomplete']} incomplete "
