@@ -243,9 +243,11 @@ def check_rbl(
     zones: Sequence[str] | None = None,
     nameserver: str | None = None,
     timeout: float = 3.0,
+    asked_by: str = "--check-rbl",
 ) -> list[Any]:
     """Whether DNS blocklists list our ``ips``: one ``rbl.Listing`` per address and zone.
-    ``nameserver`` is ``IP`` or ``IP:PORT`` (default: the system's resolver)."""
+    ``nameserver`` is ``IP`` or ``IP:PORT`` (default: the system's resolver); ``asked_by``
+    names the option or check in the message of a bad address."""
     from postlens import rbl
 
     port = 53
@@ -257,7 +259,7 @@ def check_rbl(
     try:
         return rbl.check(ips, zones or rbl.DEFAULT_ZONES, nameserver=nameserver, port=port, timeout=timeout)
     except ValueError as e:
-        raise UsageError(f"--check-rbl: {e}") from e
+        raise UsageError(f"{asked_by}: {e}") from e
 
 
 def _view(

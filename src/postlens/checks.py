@@ -344,7 +344,7 @@ def _rbl(ips: list[str], zones: tuple[str, ...], nameserver: str | None, warning
     # a listing is CRITICAL unless thresholds are given
     crit_text = critical if critical is not None else (None if warning is not None else "0")
     crit = Range.parse(crit_text, "--critical") if crit_text is not None else None
-    listings = postlens.check_rbl(ips, zones=zones or None, nameserver=nameserver)
+    listings = postlens.check_rbl(ips, zones=zones or None, nameserver=nameserver, asked_by="rbl")
     listed = [x for x in listings if x.listed]
     failed = [x for x in listings if x.error]
     perf = [

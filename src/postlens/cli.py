@@ -101,7 +101,12 @@ class _PflogsummCommand(click.Command):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         end = args.index("--") if "--" in args else len(args)
-        return super().parse_args(ctx, [_dashed(a) for a in args[:end]] + args[end:])
+        given: list[str] = []
+        for arg in map(_dashed, args[:end]):
+            # pflogsumm takes --verp-mung's level only as --verp-mung=2: a bare --verp-mung never
+            # takes the log path after it
+            given += ["--verp-mung-level", arg[12:]] if arg.startswith("--verp-mung=") else [arg]
+        return super().parse_args(ctx, given + args[end:])
 
 
 def _dashed(arg: str) -> str:
@@ -147,15 +152,8 @@ def _dashed(arg: str) -> str:
 @click.option("--no-smtpd-warnings", is_flag=True, hidden=True)
 @click.option("--problems-first", is_flag=True, help="Problem sections right after the grand totals.")
 @click.option("--rej-add-from", is_flag=True, help="Show the sender beside rejected recipients.")
-@click.option(
-    "--verp-mung",
-    type=int,
-    is_flag=False,
-    flag_value=1,
-    default=0,
-    metavar="[N]",
-    help="Fold VERP addresses (2: harder).",
-)
+@click.option("--verp-mung", is_flag=True, help="Fold VERP addresses (--verp-mung=2: harder).")
+@click.option("--verp-mung-level", type=click.IntRange(0, 2), hidden=True)  # what --verp-mung=N becomes
 @click.option(
     "--zero-fill",
     is_flag=True,
@@ -217,8 +215,10 @@ def report(
     detail = opts.pop("detail")
     top_hosts, top_users = opts.pop("top_hosts"), opts.pop("top_users")
     mailq, config_dir = opts.pop("mailq"), opts.pop("config_dir")
-    if mailq and fmt != "text":
-        _fail("--mailq is for the text report", EXIT_USAGE)
+    if mailq and (fmt != "text" or mail is not None):
+        _fail("--mailq is for the printed text report", EXIT_USAGE)
+    level = opts.pop("verp_mung_level")
+    opts["verp_mung"] = level if level is not None else int(opts["verp_mung"])
     if config_dir and not mailq:
         _fail("--config-dir is for --mailq", EXIT_USAGE)
     opts.pop("iso_date_time")

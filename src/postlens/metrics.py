@@ -21,6 +21,8 @@ import bisect
 import re
 import socket
 import socketserver
+import ssl
+import sys
 import threading
 from collections.abc import Callable
 from decimal import Decimal
@@ -751,7 +753,9 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that failed the TLS handshake or hung up: nothing for the log
+        # a client that failed the TLS handshake or hung up is nothing for the log; a bug is
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, ssl.SSLError)):
+            super().handle_error(request, client_address)
 
     def server_bind(self) -> None:
         if self.address_family == socket.AF_INET6 and self.server_address[0] == "::":
@@ -837,8 +841,6 @@ def serve(
     """
     context = None
     if tls is not None:
-        import ssl
-
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         try:
             context.load_cert_chain(*tls)

@@ -194,6 +194,8 @@ def _verdict(hit: dict[str, Any]) -> str:
     if state == "held":
         return "held in the hold queue by a policy"
     if state == "discarded":
+        if last is not None:  # the recipients' last attempts went into a filter that dropped them
+            return f"discarded by the content filter at {last['relay']}: {last['reply']}"
         return "accepted and discarded by a policy"
     if state == "aborted":
         return "the client gave up before the message was queued"

@@ -192,8 +192,23 @@ def test_pflogsumm_command_lines_work_unchanged() -> None:
     )  # fmt: skip
     assert same.output == cron.output
     none = CliRunner().invoke(main, ["report", *SAMPLE, "--detail", "0"])
-    assert not {"message deferral detail", "message reject detail", "Warnings"} & set(_titles(none.output))
+    gone = {"message deferral detail", "message reject detail", "Warnings", "Senders by message count",
+            "Host/Domain Summary: Message Delivery"}  # fmt: skip
+    assert not gone & set(_titles(none.output))
     assert "Master daemon messages" in _titles(none.output)  # shown whole, as pflogsumm does
+    assert "127.0.0.10" in none.output.split("SASL authentication")[1]  # postlens's own sections keep rows
+    markdown = CliRunner().invoke(main, ["report", *SAMPLE, "--detail", "0", "--format", "markdown"]).output
+    assert "showing 0 of" not in markdown and "Other Actions" not in markdown
+
+
+def test_verp_mung_takes_its_level_only_after_an_equals_sign() -> None:
+    """As pflogsumm: ``--verp_mung /var/log/mail.log`` is the flag and a log, not a level."""
+    plain = run("--format", "json", "--verp-mung", str(MIXED))
+    assert plain.exit_code == 0, plain.output
+    assert run("--format", "json", "--verp_mung", str(MIXED)).output == plain.output
+    assert run("--format", "json", "--verp-mung=1", str(MIXED)).output == plain.output
+    assert run("--format", "json", "--verp_mung=2", str(MIXED)).exit_code == 0
+    assert run("--verp-mung=3", str(MIXED)).exit_code == 2
 
 
 def test_quiet_leaves_out_empty_sections_only() -> None:
@@ -221,7 +236,9 @@ def test_mailq_adds_the_queue_and_keeps_the_report() -> None:
     assert "Grand Totals" in r.output and _titles(r.output)[-1] == "Current Mail Queue"
     assert r.output.split("Current Mail Queue\n------------------\n")[1].strip()  # the queue, or why not
     wrong = CliRunner().invoke(main, ["report", *SAMPLE, "--mailq", "--format", "json"])
-    assert wrong.exit_code == 2 and "--mailq is for the text report" in wrong.output
+    assert wrong.exit_code == 2 and "--mailq is for the printed text report" in wrong.output
+    mailed = CliRunner().invoke(main, ["report", *SAMPLE, "--mailq", "--mail-to", "a@example.org"])
+    assert mailed.exit_code == 2 and "--mailq is for the printed text report" in mailed.output
 
 
 def test_zero_fill_shows_days_without_traffic(tmp_path: Path) -> None:

@@ -228,6 +228,6 @@ def test_the_nagios_check_is_critical_when_listed(dnsbl: int) -> None:
     code, out = run(PUBLIC_RESOLVER)  # the list refused to answer: we do not know
     assert code == 3 and "no answer from" in out
     code, out = run("not-an-ip")
-    assert code == 3
+    assert code == 3 and "rbl: " in out and "--check-rbl" not in out
     code, out = run()
     assert code == 3 and "give our own IP addresses" in out

@@ -144,5 +144,8 @@ def test_a_message_a_local_content_filter_discards_is_not_delivered() -> None:
     assert [d["domain"] for d in r["delivery_domains"]] == ["remote.example"]  # no empty row for mx.example
     hits, _ = postlens.trace([str(log)], year=2026, tz="UTC", msgids=("v1@a.example",))
     assert [row["state"] for row in hits[0]["recipients"]] == ["discarded", "discarded"]
+    assert hits[0]["verdict"].startswith(
+        "discarded by the content filter at 127.0.0.1[127.0.0.1]:10024: 250 2.7.0"
+    )
     anomalies, _ = postlens.anomalies([str(log)], year=2026, tz="UTC")
     assert sum(row["delivered"] for row in anomalies["series"]) == 1

@@ -149,7 +149,8 @@ class Summaries:
             self.settle(msg.arrived())
         last = _last_attempts(msg)
         if last or msg.expired is not None or msg.policy:
-            statuses = {"discarded" if filter_discard(d) else d.status for d in last.values()}
+            # a content filter's discard is listed with smtpd's and cleanup's (the policy "discard")
+            statuses = {"discard" if filter_discard(d) else d.status for d in last.values()}
             if msg.expired is not None:
                 status = "expired"
             elif msg.policy:

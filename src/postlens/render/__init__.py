@@ -49,7 +49,8 @@ class RenderOptions:
 # which of pflogsumm's per-section limits applies to each problem section of the result
 SECTION_GROUPS = {
     "deferrals": "deferral", "bounces": "bounce", "rejects": "reject", "reject_warnings": "reject",
-    "holds": "reject", "discards": "reject", "smtp_failures": "smtp", "warnings": "smtpd_warning",
+    "holds": "reject", "discards": "reject", "other_actions": "reject", "smtp_failures": "smtp",
+    "warnings": "smtpd_warning",
 }  # fmt: skip
 
 

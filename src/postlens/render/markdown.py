@@ -316,7 +316,7 @@ def _problems(r: dict[str, Any], o: RenderOptions) -> list[Section]:
         listed("holds", "Message Hold Detail", _DETAIL),
         listed("discards", "Message Discard Detail", _DETAIL),
         Section("other-actions", "Other Actions (not counted in the totals)",
-                _counts("", "action", r["other_actions"], o.detail)),
+                _counts("", "action", r["other_actions"], section_rows(o, "other_actions"))),
         listed("smtp_failures", "SMTP Delivery Failures",
                (("reason", "reason"), ("peer", "peer"), ("count:int", "count"))),
         listed("warnings", "Warnings", _DIAG),
@@ -443,22 +443,24 @@ def _inputs(r: dict[str, Any]) -> Section:
 def report_sections(r: dict[str, Any], o: RenderOptions) -> list[Section]:
     """The report in pflogsumm 1.1.5's order, then postlens's own sections."""
     problems = _problems(r, o)
-    main = [
-        _per_day(r, o),
-        _per_hour(r),
-        _domains("delivery-domains", "Host/Domain Summary: Message Delivery", r["delivery_domains"],
-                 _DELIVERY, o.top_hosts),
-        _domains("receiving-domains", "Host/Domain Summary: Messages Received", r["receiving_domains"],
-                 _RECEIVING, o.top_hosts),
-    ]  # fmt: skip
+    main = [_per_day(r, o), _per_hour(r)]
+    if o.top_hosts != 0:  # -h 0 leaves them out, as in pflogsumm
+        main += [
+            _domains("delivery-domains", "Host/Domain Summary: Message Delivery", r["delivery_domains"],
+                     _DELIVERY, o.top_hosts),
+            _domains("receiving-domains", "Host/Domain Summary: Messages Received", r["receiving_domains"],
+                     _RECEIVING, o.top_hosts),
+        ]  # fmt: skip
     if o.smtpd_stats:
         main.append(_smtpd(r, o))
-    main += _users(r, o)
+    if o.top_users != 0:
+        main += _users(r, o)
     if not o.no_no_size:
         main.append(_no_size(r))
     ordered = [*problems, *main] if o.problems_first else [*main, *problems]
-    own = [_weekly(r), _delays(r), _notifications(r, o.detail), _tls(r, o.detail), _postscreen(r, o.detail),
-           _content_checks(r, o.detail), _auth(r, o.detail), _coverage(r), _inputs(r)]  # fmt: skip
+    n = o.detail if o.detail != 0 else -1  # --detail 0 leaves problem sections out, not these rows
+    own = [_weekly(r), _delays(r), _notifications(r, n), _tls(r, n), _postscreen(r, n),
+           _content_checks(r, n), _auth(r, n), _coverage(r), _inputs(r)]  # fmt: skip
     hosts = [_per_host(r)] if o.by_host else []
     return [s for s in (_grand_totals(r), *hosts, *ordered, *own) if s is not None]
 

@@ -114,6 +114,8 @@ def _per_hour(r: dict[str, Any], out: list[str]) -> None:
 
 
 def _delivery_domains(r: dict[str, Any], o: RenderOptions, out: list[str]) -> None:
+    if o.top_hosts == 0:  # -h 0 leaves the host/domain summaries out, as in pflogsumm
+        return
     _title(out, "Host/Domain Summary: Message Delivery")
     rows = limit(r["delivery_domains"], o.top_hosts)
     if not rows:
@@ -129,6 +131,8 @@ def _delivery_domains(r: dict[str, Any], o: RenderOptions, out: list[str]) -> No
 
 
 def _receiving_domains(r: dict[str, Any], o: RenderOptions, out: list[str]) -> None:
+    if o.top_hosts == 0:
+        return
     _title(out, "Host/Domain Summary: Messages Received")
     rows = limit(r["receiving_domains"], o.top_hosts)
     if not rows:
@@ -157,6 +161,8 @@ def _smtpd(r: dict[str, Any], o: RenderOptions, out: list[str]) -> None:
 
 
 def _users(r: dict[str, Any], o: RenderOptions, out: list[str]) -> None:
+    if o.top_users == 0:  # -u 0 leaves them out, as in pflogsumm
+        return
     for who, key, field, label in (
         ("senders", "by_count", "count", "Senders by message count"),
         ("recipients", "by_count", "count", "Recipients by message count"),
@@ -238,7 +244,7 @@ def _counts(out: list[str], title: str, counts: dict[str, int], o: RenderOptions
     out.append(f" {title}:")
     if not counts:
         out.append("    none")
-    for key, value in limit(list(counts.items()), o.detail):
+    for key, value in limit(list(counts.items()), o.detail if o.detail != 0 else -1):
         out.append(f"    {value:8d}  {clean(key)}")
 
 
