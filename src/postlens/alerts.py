@@ -57,6 +57,7 @@ KINDS = (
     "queue_size",
     "silence",
     "fatal",
+    "blocklisted",
 )
 RATES = frozenset(("deferral_rate", "bounce_rate", "reject_rate"))
 # the kinds whose rules may watch one key only; problem rules choose theirs with `reason`
@@ -456,6 +457,39 @@ class _QueueSize(_Detector):
         return f"{what}, the threshold is {limit}"
 
 
+class _Listed(_Detector):
+    """Our own addresses on DNS blocklists, as the last check (:meth:`AlertEngine.set_listings`)
+    found them: each address fires when ``threshold`` lists or more name it."""
+
+    def __init__(self, rule: Rule) -> None:
+        super().__init__(rule)
+        self._zones: dict[str, list[str]] = {}  # our address -> the lists that name it
+        self._fresh = False
+
+    def update(self, listings: list[Any]) -> None:
+        zones: dict[str, list[str]] = {}
+        for x in listings:
+            named = zones.setdefault(x.ip, [])
+            if x.listed:
+                named.append(x.zone)
+        self._zones, self._fresh = zones, True
+
+    def changed(self, now: float) -> set[str]:
+        if not self._fresh:
+            return set()
+        self._fresh = False
+        return set(self._zones) | set(self.states)
+
+    def measure(self, key: str, now: float, first: float) -> _Reading:
+        zones = self._zones.get(key, [])
+        return _Reading(len(zones), len(zones) >= self.rule.threshold, len(zones), ", ".join(zones))
+
+    def describe(self, key: str, r: _Reading, firing: bool) -> str:
+        if firing:
+            return f"{key} is listed on {r.example}"
+        return f"{key} is on no DNS blocklist asked any more"
+
+
 class _Finding(_Detector):
     """A finding of :class:`~postlens.analyses.security.Security` over the window's logins (and
     rejects, for repeated rejects).
@@ -533,6 +567,8 @@ def _detector(rule: Rule, reasons: Callable[[], Rules]) -> _Detector:
         return _Silence(rule)
     if rule.kind == "queue_size":
         return _QueueSize(rule)
+    if rule.kind == "blocklisted":
+        return _Listed(rule)
     if rule.kind == "security":
         return _Finding(rule)
     if rule.kind == "problem":
@@ -607,6 +643,15 @@ class AlertEngine:
         for det in self._detectors:
             if isinstance(det, _QueueSize):
                 det.update(size, now)
+
+    def set_listings(self, listings: list[Any], now: float) -> None:
+        """What DNS blocklists said of our own addresses at ``now`` (rbl.Listing), for
+        blocklisted rules."""
+        if self._first is None:
+            self._first = now
+        for det in self._detectors:
+            if isinstance(det, _Listed):
+                det.update(listings)
 
     def now(self) -> float:
         """The newest log time fed, moved on by the whole seconds the clock has run since.
@@ -967,13 +1012,13 @@ def _rule(name: str, table: dict[str, Any]) -> Rule:
         raise UsageError(f"[[alert]] {name!r}: finding: {finding!r} is not one of {', '.join(FINDINGS)}")
     threshold = get("threshold", (int, float), None)
     if threshold is None:
-        if kind in ("fatal", "silence"):
+        if kind in ("fatal", "silence", "blocklisted"):
             threshold = 1
         elif kind == "security":
             threshold = getattr(SecurityOptions(), FINDINGS[finding])
         else:
             raise UsageError(f"[[alert]] {name!r}: threshold: {kind} rules need one")
-    window = {"silence": 3600.0, "queue_size": 0.0}.get(kind, DEFAULT_WINDOW)
+    window = {"silence": 3600.0, "queue_size": 0.0, "blocklisted": 3600.0}.get(kind, DEFAULT_WINDOW)
     return Rule(
         name=name,
         kind=kind,

@@ -138,9 +138,9 @@ class Watcher:
         if options.view is not None and "terminal" not in settings.get("alerts", {}):
             # the live view lists the alerts itself: printed lines would tear it
             settings = {**settings, "alerts": {**settings.get("alerts", {}), "terminal": "none"}}
-        self.engine = alerting.AlertEngine(
-            alerting.rules_from_config(settings), alerting.destinations_from_config(settings)
-        )
+        rules = alerting.rules_from_config(settings)
+        self.engine = alerting.AlertEngine(rules, alerting.destinations_from_config(settings))
+        self.listed_every = min((r.window for r in rules if r.kind == "blocklisted"), default=None)
         self.live = Live()
         self.unstored: list[Any] = []
         self.threads: list[threading.Thread] = []
@@ -164,6 +164,10 @@ class Watcher:
         if any(is_journal(p) for p in options.paths):
             raise UsageError("watch follows the journal with --journal, not a journal: path")
         access = _metrics_access(options.settings) if options.metrics else None
+        if self.listed_every is not None:
+            ask = _blocklist_lookup(options.settings)
+            every = self.listed_every
+            self.threads.append(_start(lambda: self._check_listings(ask, every)))
         files = _files(options)
         if files:
             if options.state:
@@ -186,6 +190,14 @@ class Watcher:
 
             self.metrics = Metrics()
             self.closer = serve(self.metrics, options.metrics, self.lock, *access)
+
+    def _check_listings(self, ask: Callable[[], list[Any]], every: float) -> None:
+        """Ask the DNS blocklists about our own addresses now and every ``every`` seconds."""
+        while not self.stop.is_set():
+            listings = ask()
+            with self.lock:
+                self.engine.set_listings(listings, time.time())
+            self.stop.wait(every)
 
     def _stdin(self, lines: Iterator[str], alone: bool) -> None:
         """Standard input's lines; when it ends and nothing else is followed, so does the watch."""
@@ -284,6 +296,21 @@ def _metrics_access(settings: dict[str, Any]) -> tuple[Access, tuple[str, str] |
     if bool(cert) != bool(key):
         raise UsageError("[metrics]: tls_cert and tls_key go together")
     return access, (cert, key) if cert and key else None
+
+
+def _blocklist_lookup(settings: dict[str, Any]) -> Callable[[], list[Any]]:
+    """The lookup blocklisted alert rules run: [security] own_ips on the [rbl] zones."""
+    import postlens
+
+    ips = settings.get("security", {}).get("own_ips", [])
+    if not ips:
+        raise UsageError("[[alert]] blocklisted rules need our own addresses: own_ips in [security]")
+    rbl = settings.get("rbl", {})
+    zones = tuple(rbl.get("zones", ())) or None
+    nameserver, timeout = rbl.get("nameserver"), rbl.get("timeout", 3.0)
+    # no zone: the addresses, the resolver and dnspython are checked now, nothing is asked
+    postlens.check_rbl(ips, zones=("",), nameserver=nameserver, asked_by="[security] own_ips")
+    return lambda: postlens.check_rbl(ips, zones=zones, nameserver=nameserver, timeout=timeout)
 
 
 def _files(options: WatchOptions) -> list[str]:

@@ -258,6 +258,24 @@ def test_a_client_refused_again_and_again_is_a_finding_to_alert_on() -> None:
     assert brief(engine.tick(T0 + 700)) == [("probes", "resolved", A, 0)]
 
 
+def test_our_addresses_on_blocklists_fire_and_resolve() -> None:
+    from postlens.rbl import Listing
+
+    engine = AlertEngine([Rule("listed", "blocklisted", window=3600, threshold=1, severity="critical")], [])
+    ours = ["198.51.100.25", "198.51.100.26"]
+    engine.set_listings([Listing(ours[0], "bl.example", True), Listing(ours[0], "dnsbl.example", True),
+                         Listing(ours[1], "bl.example", False)], T0)  # fmt: skip
+    fired = engine.tick(T0)
+    assert brief(fired) == [("listed", "firing", ours[0], 2)]
+    assert fired[0].text == f"{ours[0]} is listed on bl.example, dnsbl.example"
+    assert engine.tick(T0 + 10) == []  # nothing new asked
+    engine.set_listings(
+        [Listing(ours[0], "bl.example", False), Listing(ours[1], "bl.example", False)], T0 + 3600
+    )
+    resolved = engine.tick(T0 + 3600)
+    assert brief(resolved) == [("listed", "resolved", ours[0], 0)]
+
+
 def test_sasl_volume_problem_reasons_and_queue_size() -> None:
     log = Log()
     rules = [

@@ -231,3 +231,33 @@ def test_the_nagios_check_is_critical_when_listed(dnsbl: int) -> None:
     assert code == 3 and "rbl: " in out and "--check-rbl" not in out
     code, out = run()
     assert code == 3 and "give our own IP addresses" in out
+
+
+def test_watch_tells_when_we_get_listed(dnsbl: int, tmp_path: Path) -> None:
+    """A blocklisted alert rule: watch asks the lists at start and every window."""
+    conf = tmp_path / "config.toml"
+    conf.write_text(
+        f'[security]\nown_ips = ["{LISTED}", "{NOT_LISTED}"]\n[rbl]\nzones = ["{ZONE}"]\n'
+        f'nameserver = "127.0.0.1:{dnsbl}"\n[[alert]]\nname = "blocklisted"\nkind = "blocklisted"\n'
+        'severity = "critical"\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "postlens", "watch", "-", "--no-queue", "--no-view", "--config", str(conf),
+         "--state", str(tmp_path / "state.json")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        line = proc.stdout.readline()  # the first tick after the lookup
+    finally:
+        proc.stdin.close()  # standard input ends: so does the watch
+        proc.wait(timeout=60)
+    assert f"{LISTED} is listed on {ZONE}" in line and "critical" in line.lower(), line
+    assert NOT_LISTED not in line
+    no_ips = tmp_path / "no-ips.toml"
+    no_ips.write_text('[[alert]]\nname = "blocklisted"\nkind = "blocklisted"\n')
+    refused = subprocess.run(
+        [sys.executable, "-m", "postlens", "watch", "-", "--no-queue", "--no-view", "--config", str(no_ips)],
+        input="", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "own_ips in [security]" in refused.stderr
