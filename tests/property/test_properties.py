@@ -35,9 +35,25 @@ def test_any_payload_of_any_daemon_parses(payload: str) -> None:
         line = parser.parse(f"Nov  5 10:00:00 mx postfix/{daemon}[1]: {payload}")
         if line is not None:
             events.parse(line)
-    line = parser.parse(f"Nov  5 10:00:00 mx dovecot: {payload}")
+    for program in ("dovecot", "amavis", "spamd", "policyd-spf", "opendkim", "opendmarc", "postgrey"):
+        line = parser.parse(f"Nov  5 10:00:00 mx {program}[2]: {payload}")
+        if line is not None:
+            events.parse(line)
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from(["amavis", "spamd", "policyd-spf", "opendkim", "opendmarc", "postgrey"]),
+    st.sampled_from(["(09-01) Passed ", "(09-01) Blocked ", "spamd: clean message (", "spamd: identified spam (",
+                     "prepend Received-SPF: ", "3F73A3004142: ", "3F73A3004142: DKIM-Signature field added ",
+                     "action=", "Queue-ID: "]),
+    st.text(max_size=120),
+)  # fmt: skip
+def test_a_checking_programs_payload_of_any_shape_parses(program: str, head: str, rest: str) -> None:
+    """The companions' parsers on the beginnings they look for, followed by anything."""
+    line = LineParser(YearGuess(2026, None, UTC), UTC).parse(f"Nov  5 10:00:00 mx {program}[2]: {head}{rest}")
     if line is not None:
-        events.parse(line)
+        EventParser().parse(line)
 
 
 def split_run(lines: list[str], cuts: list[int], views: dict[str, Any] | None = None) -> str:
