@@ -122,10 +122,14 @@ def test_messages_still_in_the_queue_are_listed(db: str) -> None:
     assert "1A2B3C4D5E" in by_reason and "DD61B20FDD1" in by_reason
 
 
-def test_content_checks_on_the_security_page(db: str) -> None:
+def test_content_checks_and_authenticated_senders_on_the_security_page(db: str) -> None:
     page = client(db).get("/security?range=30d").text
     table = page.split('id="content-checks"')[1].split("</table>")[0]
     assert '<td>amavis</td><td>Blocked SPAM</td><td class="num">1</td>' in table
+    senders = page.split('id="sasl-senders"')[1].split("</table>")[0]
+    sample = Path(postlens.sample_log()).read_text().splitlines()
+    alice = sum(1 for line in sample if ": client=" in line and "sasl_username=alice" in line)
+    assert alice and f'<td>alice</td><td class="num">{alice}</td>' in senders
 
 
 def test_unknown_message_and_bad_periods(db: str) -> None:

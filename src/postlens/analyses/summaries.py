@@ -21,7 +21,7 @@ from typing import Any
 
 from postlens.analyses.problems import domain
 from postlens.analyses.reasons import Rules, split_reply
-from postlens.events import REJECTS, AuthFailure, Delivery, Expired, Reject, Verdict
+from postlens.events import REJECTS, Arrival, AuthFailure, Delivery, Expired, Reject, Verdict
 from postlens.messages import ENDED_ABORTED, Arrived, Message, filter_discard, final_delivery, hop_target
 
 MINUTE_METRICS = ("received", "delivered", "deferred", "bounced", "expired", "rejected", "auth_failures")
@@ -61,6 +61,7 @@ class Summaries:
             AuthFailure: self.auth_failure,
             Expired: self.expired,
             Verdict: self.verdict,
+            Arrival: self.arrival,
         }
 
     def _count(self, ts: float, metric: str) -> int:
@@ -89,6 +90,11 @@ class Summaries:
             self.hours[hour, f"to_{status}", dom] += 1
             code, dsn, text = split_reply(d.reply)
             self._reason(hour, status, self.rules.classify(status, code, d.dsn or dsn, text).reason.id, dom)
+
+    def arrival(self, ev: Arrival) -> None:
+        """A message an authenticated client submitted, by SASL username and hour."""
+        if ev.sasl_username and ev.qid:
+            self.hours[int(ev.line.ts // 3600), "sasl_sender", ev.sasl_username.lower()] += 1
 
     def verdict(self, ev: Verdict) -> None:
         """A content check's verdict (amavis, spamd, SPF, DKIM, DMARC, greylisting), by hour."""

@@ -227,6 +227,7 @@ def security(db: Any, p: Period, tz: str | None, threshold: int) -> dict[str, An
         "ips": top(db, p, "auth_ip", 25),
         "usernames": top(db, p, "auth_user", 25),
         "rejected_ips": top(db, p, "rejected_ip", 25),
+        "sasl_senders": top(db, p, "sasl_sender", 25),
         "content_checks": [(*key.split("\t", 1), n) for key, n in top(db, p, "verdict", 100)],
         "alerts": alerts(db, p, threshold),
         "threshold": threshold,
