@@ -44,3 +44,25 @@ def test_by_host_section(tmp_path: Path) -> None:
         assert marker in with_hosts.output and "mx2" in with_hosts.output
         plain = CliRunner().invoke(main, ["report", "--year", "2026", "--format", fmt, log]).output
         assert marker not in plain
+
+
+def test_the_dashboard_shows_each_server(tmp_path: Path) -> None:
+    """The summaries count per mail server too: each server's row is the report's."""
+    from postlens import history
+    from postlens.web import data
+
+    log = _two_servers(tmp_path)
+    db = str(tmp_path / "h.db")
+    history.ingest([str(log)], db, keep_days=0, year=2026, tz="UTC")
+    report, _ = postlens.report([str(log)], year=2026, tz="UTC")
+    with history.connect(db) as store:
+        rows = data.overview(store, data.period(store, "30d"), "UTC")["hosts"]
+    assert [r["host"] for r in rows] == ["mx", "mx2"]
+    for row, host in zip(rows, report["hosts"], strict=True):
+        assert (row["received"], row["delivered"], row["bounced"], row["expired"], row["rejected"]) == (
+            host["received"], host["delivered"], host["bounced"], host["expired"], host["rejected"],
+        )  # fmt: skip
+    from tests.unit.test_dashboard_http import client
+
+    page = client(db).get("/?range=30d").text
+    assert 'id="hosts"' in page and "<td>mx2</td>" in page

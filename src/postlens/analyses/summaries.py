@@ -64,11 +64,13 @@ class Summaries:
             Arrival: self.arrival,
         }
 
-    def _count(self, ts: float, metric: str) -> int:
-        """Count ``metric`` at ``ts``, by minute and by hour (long periods read hours); the hour."""
+    def _count(self, ts: float, metric: str, host: str) -> int:
+        """Count ``metric`` at ``ts``, by minute and by hour (long periods read hours), and by
+        hour for the mail server ``host``; the hour."""
         self.minutes[int(ts // 60), metric] += 1
         hour = int(ts // 3600)
         self.hours[hour, "metric", metric] += 1
+        self.hours[hour, "host", f"{metric}\t{host}"] += 1
         return hour
 
     def _reason(self, hour: int, kind: str, verdict_id: str, dom: str) -> None:
@@ -82,11 +84,11 @@ class Summaries:
         if status == "sent":
             if not final_delivery(d):
                 return
-            hour = self._count(d.line.ts, "delivered")
+            hour = self._count(d.line.ts, "delivered", d.line.host)
             self.hours[hour, "to", dom] += 1
             self.hours[hour, "delay", repr(d.delay)] += 1
         elif status in ("deferred", "bounced"):
-            hour = self._count(d.line.ts, status)
+            hour = self._count(d.line.ts, status, d.line.host)
             self.hours[hour, f"to_{status}", dom] += 1
             code, dsn, text = split_reply(d.reply)
             self._reason(hour, status, self.rules.classify(status, code, d.dsn or dsn, text).reason.id, dom)
@@ -101,19 +103,19 @@ class Summaries:
         self.hours[int(ev.line.ts // 3600), "verdict", f"{ev.check}\t{ev.verdict}"] += 1
 
     def expired(self, ev: Expired) -> None:
-        self._count(ev.line.ts, "expired")
+        self._count(ev.line.ts, "expired", ev.line.host)
 
     def reject(self, ev: Reject) -> None:
         if ev.action not in REJECTS:
             return
-        hour = self._count(ev.line.ts, "rejected")
+        hour = self._count(ev.line.ts, "rejected", ev.line.host)
         verdict = self.rules.classify("reject", ev.code, ev.dsn, ev.reason, ev.stage)
         self._reason(hour, "reject", verdict.reason.id, domain(ev.recipient) if ev.recipient else "")
         if ev.client_ip:
             self.hours[hour, "rejected_ip", ev.client_ip] += 1
 
     def auth_failure(self, ev: AuthFailure) -> None:
-        hour = self._count(ev.line.ts, "auth_failures")
+        hour = self._count(ev.line.ts, "auth_failures", ev.line.host)
         if ev.client_ip:
             self.hours[hour, "auth_ip", ev.client_ip] += 1
         if ev.username:
@@ -135,6 +137,7 @@ class Summaries:
         minute, hour = int(msg.first_ts // 60), int(msg.first_ts // 3600)
         self.minutes[minute, "received"] += n
         self.hours[hour, "metric", "received"] += n
+        self.hours[hour, "host", f"received\t{msg.host}"] += n
         self.hours[hour, "from", domain(msg.sender or "") or "(none)"] += n
 
     def count_early(self, msg: Arrived) -> None:

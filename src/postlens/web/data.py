@@ -157,6 +157,22 @@ def delays(db: Any, p: Period) -> dict[str, float | None]:
     return out
 
 
+def hosts(db: Any, p: Period) -> list[dict[str, Any]]:
+    """Each mail server's totals in the period (hour by hour: whole hours around the period),
+    most mail first; the overview shows them when the log holds more than one server."""
+    lo, hi = p.hours()
+    per_host: dict[str, dict[str, int]] = {}
+    for key, n in _rows(
+        db,
+        "SELECT key, SUM(n) FROM rollup_hours WHERE kind = 'host' AND hour >= ? AND hour < ? GROUP BY key",
+        (lo, hi),
+    ):
+        metric, _, host = key.partition("\t")
+        per_host.setdefault(host, dict.fromkeys(MINUTE_METRICS, 0))[metric] = int(n)
+    ranked = sorted(per_host.items(), key=lambda kv: (-(kv[1]["received"] + kv[1]["delivered"]), kv[0]))
+    return [{"host": host, **counts} for host, counts in ranked]
+
+
 def queue_in_log(db: Any) -> dict[str, Any]:
     """Messages the log shows in the queue (arrived, not yet removed), as of the last rollup."""
     row = db.execute("SELECT in_flight, updated FROM rollup_state WHERE id = 1").fetchone()
@@ -173,6 +189,7 @@ def overview(db: Any, p: Period, tz: str | None) -> dict[str, Any]:
         "to_domains": top(db, p, "to"),
         "from_domains": top(db, p, "from"),
         "queue": queue_in_log(db),
+        "hosts": hosts(db, p),
     }
 
 
