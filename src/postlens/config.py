@@ -44,6 +44,8 @@ KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
     "serve": {"listen": str, "token": str, "user": str, "password": str},
     # who may scrape watch's metrics page, and its TLS (docs/metrics.md)
     "metrics": {"token": str, "user": str, "password": str, "tls_cert": str, "tls_key": str},
+    # the certificate and key of watch's --listen tls:// syslog listener (docs/watch-inputs.md)
+    "watch": {"tls_cert": str, "tls_key": str},
     "rbl": {"zones": list, "nameserver": str, "timeout": (int, float)},
     "anomalies": {"baseline_days": int, "min_count": int, "score": (int, float), "silence": str},
     # [[alert]]: an array, one table per rule (postlens.alerts checks each further)

@@ -21,6 +21,7 @@ import os
 import re
 import selectors
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -690,15 +691,16 @@ class _Framer:
 
 
 class SyslogListener:
-    """Receives syslog messages on ``udp://HOST:PORT`` or ``tcp://HOST:PORT`` (port 514 if
-    none; port 0 picks a free one) and yields them as log lines (:func:`syslog_line`).
+    """Receives syslog messages on ``udp://HOST:PORT``, ``tcp://HOST:PORT`` or ``tls://HOST:PORT``
+    (port 514 if none; port 0 picks a free one) and yields them as log lines
+    (:func:`syslog_line`); ``tls`` is the certificate and key (PEM) a ``tls://`` listener shows.
 
     UDP: one message per datagram. TCP: several senders at once, each with octet counting or
     newline framing. The socket is bound here, so senders may start before ``lines`` does;
     ``lines`` closes it when it ends (or ``close``, when ``lines`` is never run).
     """
 
-    def __init__(self, url: str, *, poll: float = 0.2) -> None:
+    def __init__(self, url: str, *, poll: float = 0.2, tls: tuple[str, str] | None = None) -> None:
         self.url = url
         self.poll = poll
         parts = urlsplit(url)
@@ -706,9 +708,23 @@ class SyslogListener:
             port = parts.port
         except ValueError:
             port = -1
-        if parts.scheme not in ("udp", "tcp") or not parts.netloc or parts.path.strip("/") or port == -1:
-            raise UsageError(f"--listen {url}: expected udp://HOST:PORT or tcp://HOST:PORT")
-        self.tcp = parts.scheme == "tcp"
+        if (
+            parts.scheme not in ("udp", "tcp", "tls")
+            or not parts.netloc
+            or parts.path.strip("/")
+            or port == -1
+        ):
+            raise UsageError(f"--listen {url}: expected udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT")
+        self.tcp = parts.scheme in ("tcp", "tls")
+        self._tls: ssl.SSLContext | None = None
+        if parts.scheme == "tls":  # RFC 5425: syslog over TLS, octet counted (port 6514 by custom)
+            if tls is None:
+                raise UsageError(f"--listen {url}: TLS needs tls_cert and tls_key in [watch]")
+            self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                self._tls.load_cert_chain(*tls)
+            except (OSError, ssl.SSLError) as e:
+                raise UsageError(f"--listen {url}: certificate {tls[0]} and key {tls[1]}: {e}") from e
         kind = socket.SOCK_STREAM if self.tcp else socket.SOCK_DGRAM
         host = parts.hostname or "0.0.0.0"
         try:
@@ -776,6 +792,8 @@ class SyslogListener:
             except OSError:
                 return  # none waiting, or out of descriptors: then it waits in the backlog
             conn.setblocking(False)
+            if self._tls is not None:  # the handshake is made as the first bytes come
+                conn = self._tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
             selector.register(conn, selectors.EVENT_READ, (conn, _Framer(_sender(address))))
 
     def _receive(
@@ -783,10 +801,12 @@ class SyslogListener:
     ) -> Iterator[str]:
         try:
             data = conn.recv(65536)
-        except BlockingIOError:
-            return
+            while isinstance(conn, ssl.SSLSocket) and data and conn.pending():  # decrypted, not signalled
+                data += conn.recv(conn.pending())
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return  # no whole record yet, or the handshake goes on
         except OSError:
-            data = b""  # reset by the sender: what it sent before still counts
+            data = b""  # reset by the sender, or a failed handshake: what came before still counts
         for message in framer.feed(data) if data else framer.close():
             line = syslog_line(message, framer.sender)
             if line is not None:

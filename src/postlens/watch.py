@@ -178,7 +178,7 @@ class Watcher:
             alone = not files and not options.listen and not options.journal
             self.threads.append(_start(lambda: self._stdin(stream_lines(sys.stdin.buffer, stop), alone)))
         for url in options.listen:
-            listener = SyslogListener(url)
+            listener = SyslogListener(url, tls=_tls_files(options.settings, "watch"))
             pump = functools.partial(_pump, url, listener.lines(stop), self.lines)
             self.threads.append(_start(pump))
         if options.journal:
@@ -292,10 +292,16 @@ def _metrics_access(settings: dict[str, Any]) -> tuple[Access, tuple[str, str] |
     """Who may scrape the metrics page, and its TLS certificate and key, from [metrics]."""
     section = settings.get("metrics", {})
     access = Access(section.get("token", ""), section.get("user", ""), section.get("password", ""))
+    return access, _tls_files(settings, "metrics")
+
+
+def _tls_files(settings: dict[str, Any], name: str) -> tuple[str, str] | None:
+    """The TLS certificate and key files of the settings file's section ``name``, if any."""
+    section = settings.get(name, {})
     cert, key = section.get("tls_cert"), section.get("tls_key")
     if bool(cert) != bool(key):
-        raise UsageError("[metrics]: tls_cert and tls_key go together")
-    return access, (cert, key) if cert and key else None
+        raise UsageError(f"[{name}]: tls_cert and tls_key go together")
+    return (cert, key) if cert and key else None
 
 
 def _blocklist_lookup(settings: dict[str, Any]) -> Callable[[], list[Any]]:

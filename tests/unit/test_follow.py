@@ -12,6 +12,7 @@ import lzma
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -633,6 +634,35 @@ def test_a_busy_tcp_stream_of_both_framings() -> None:
                 sender.sendall(stream[at : at + 1000])
         got.wait_for(3000)
     assert [_parse(t).payload for t in got.lines] == [f"message {n}" for n in range(3000)]
+
+
+def test_tls_senders_with_octet_counting(tmp_path: Path) -> None:
+    """RFC 5425: syslog over TLS, with a certificate openssl made; a sender that does not speak
+    TLS is dropped without harm to the others."""
+    need(shutil.which("openssl") is not None, "openssl is not installed (apt-get install openssl)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with pytest.raises(UsageError, match="TLS needs tls_cert and tls_key"):
+        SyslogListener("tls://127.0.0.1:0")
+    listener = SyslogListener("tls://127.0.0.1:0", tls=(str(cert), str(key)))
+    messages = [f"<22>Nov  5 10:00:00 mx postfix/smtp[9]: message {n}".encode() for n in range(2000)]
+    stream = b"".join(_counted(m) for m in messages)
+    context = ssl.create_default_context(cafile=str(cert))
+    with collecting(listener.lines) as got:
+        with socket.create_connection(listener.address) as plain:
+            plain.sendall(_counted(b"<22>Nov  5 10:00:00 mx postfix/smtp[9]: in clear"))
+        with context.wrap_socket(
+            socket.create_connection(listener.address), server_hostname="127.0.0.1"
+        ) as tls:
+            for at in range(0, len(stream), 5000):  # records cut anywhere, frames too
+                tls.sendall(stream[at : at + 5000])
+        got.wait_for(2000)
+        time.sleep(0.1)
+    assert [_parse(t).payload for t in got.lines] == [f"message {n}" for n in range(2000)]
 
 
 def test_udp_edge_cases_from_raw_sockets() -> None:
