@@ -711,8 +711,10 @@ def queue(
 
 @main.command(context_settings=CONTEXT)
 @click.argument("paths", nargs=-1)
-@click.option("--journal", is_flag=True, help="Follow the journal (journalctl -f) of the postfix units.")
-@click.option("--listen", multiple=True, metavar="URL", help="Receive syslog: udp://0.0.0.0:5514, tcp://...")
+@click.option("--journal", is_flag=True, help="Follow the journal (journalctl -f): postfix, dovecot units.")
+@click.option(
+    "--listen", multiple=True, metavar="URL", help="Receive syslog: udp://0.0.0.0:5514, tcp://..., tls://..."
+)
 @click.option("--state", metavar="FILE", help="Where file positions are kept.  [~/.local/state/postlens]")
 @click.option("--from-start", is_flag=True, help="Read files from their start when no position is saved.")
 @click.option("--metrics", metavar="[HOST]:PORT", help="Serve Prometheus metrics on /metrics here.")
