@@ -40,7 +40,7 @@ from postlens.analyses.reasons import Rules, split_reply
 from postlens.analyses.security import Security, SecurityOptions
 from postlens.dates import duration, iso_utc
 from postlens.errors import UsageError
-from postlens.events import REJECTS, Arrival, AuthFailure, Delivery, Diagnostic, Event, Login, Reject
+from postlens.events import REJECTS, Arrival, AuthFailure, Delivery, Diagnostic, Event, Login, Reject, Verdict
 from postlens.lines import Line
 from postlens.mail import DEFAULT_SMTP, build_message, check_address, default_sender, parse_server, send_mail
 from postlens.messages import final_delivery, hop_target, is_loopback
@@ -58,10 +58,11 @@ KINDS = (
     "silence",
     "fatal",
     "blocklisted",
+    "content_check",
 )
 RATES = frozenset(("deferral_rate", "bounce_rate", "reject_rate"))
 # the kinds whose rules may watch one key only; problem rules choose theirs with `reason`
-KEYED = frozenset(("auth_failures_ip", "security", "sasl_volume", "deferral_rate"))
+KEYED = frozenset(("auth_failures_ip", "security", "sasl_volume", "deferral_rate", "content_check"))
 SEVERITIES = ("info", "warning", "error", "critical")
 # the findings of postlens security that a window of login events can show, and the
 # SecurityOptions field that a rule's threshold sets for each
@@ -285,6 +286,10 @@ def _fatal(ev: Diagnostic) -> tuple[str, bool] | None:
     return ("", True) if ev.level in ("fatal", "panic") else None
 
 
+def _verdict(ev: Verdict) -> tuple[str, bool]:
+    return f"{ev.check}: {ev.verdict}".lower(), True
+
+
 def _deferral(ev: Delivery) -> tuple[str, bool] | None:
     # a hop into a content filter on this machine is not an attempt to deliver
     if ev.status not in ATTEMPTS or hop_target(ev):
@@ -329,6 +334,7 @@ _PICKS: dict[str, tuple[tuple[type[Event], ...], Pick]] = {
     "auth_failures": ((AuthFailure,), _failure),
     "sasl_volume": ((Arrival,), _sasl_user),
     "fatal": ((Diagnostic,), _fatal),
+    "content_check": ((Verdict,), _verdict),
     "deferral_rate": ((Delivery,), _deferral),
     "bounce_rate": ((Delivery,), _bounce),
     "reject_rate": ((Reject, Arrival), _reject),
@@ -340,6 +346,7 @@ _WHAT: dict[str, Callable[[str, _Reading], str]] = {
     "auth_failures": lambda key, r: _count(r.value, "failed login"),
     "sasl_volume": lambda key, r: f"{key} sent {_count(r.value, 'message')} (SASL login)",
     "fatal": lambda key, r: _count(r.value, "fatal or panic line"),
+    "content_check": lambda key, r: f"{key}, {_count(r.value, 'time')}",
     "problem": lambda key, r: f"{_count(r.value, 'failure')} for the reason {key}",
     "deferral_rate": lambda key, r: f"{r.value:.0%} of {r.count} delivery attempts to {key} were deferred",
     "bounce_rate": lambda key, r: f"{r.value:.0%} of {r.count} finished deliveries were bounced",

@@ -258,6 +258,27 @@ def test_a_client_refused_again_and_again_is_a_finding_to_alert_on() -> None:
     assert brief(engine.tick(T0 + 700)) == [("probes", "resolved", A, 0)]
 
 
+def test_content_check_verdicts_fire_per_verdict() -> None:
+    """A virus wave: amavis's Blocked INFECTED, counted apart from its clean passes."""
+    log = Log()
+    rules = [
+        Rule(
+            "virus",
+            "content_check",
+            window=600,
+            threshold=2,
+            severity="critical",
+            key="amavis: blocked infected",
+        )
+    ]
+    engine = AlertEngine(rules, [])
+    infected = "amavis[9]: (09-01) Blocked INFECTED (Eicar) {DiscardedInbound}, [192.0.2.33]:5 <a@b.example> -> <c@d.example>"
+    clean = "amavis[9]: (09-02) Passed CLEAN {RelayedInbound}, [192.0.2.33]:5 <a@b.example> -> <c@d.example>"
+    fired = run(engine, log, [(0, infected), (5, clean), (6, clean), (30, infected)])
+    assert [(t, a.rule, a.key, a.value) for t, a in fired] == [(30, "virus", "amavis: blocked infected", 2)]
+    assert fired[0][1].text.startswith("amavis: blocked infected, 2 times within 10 minutes")
+
+
 def test_our_addresses_on_blocklists_fire_and_resolve() -> None:
     from postlens.rbl import Listing
 
