@@ -690,6 +690,10 @@ class _Framer:
         return [rest] if rest.strip() else []
 
 
+_SCHEMES = ("udp", "tcp", "tls")
+_RECEIVE = 1 << 20  # bytes one sender may hand over before the others get a turn
+
+
 class SyslogListener:
     """Receives syslog messages on ``udp://HOST:PORT``, ``tcp://HOST:PORT`` or ``tls://HOST:PORT``
     (port 514 if none; port 0 picks a free one) and yields them as log lines
@@ -708,12 +712,7 @@ class SyslogListener:
             port = parts.port
         except ValueError:
             port = -1
-        if (
-            parts.scheme not in ("udp", "tcp", "tls")
-            or not parts.netloc
-            or parts.path.strip("/")
-            or port == -1
-        ):
+        if parts.scheme not in _SCHEMES or not parts.netloc or parts.path.strip("/") or port == -1:
             raise UsageError(f"--listen {url}: expected udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT")
         self.tcp = parts.scheme in ("tcp", "tls")
         self._tls: ssl.SSLContext | None = None
@@ -721,6 +720,9 @@ class SyslogListener:
             if tls is None:
                 raise UsageError(f"--listen {url}: TLS needs tls_cert and tls_key in [watch]")
             self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            # no TLS 1.3 session tickets: a sender that never reads them would close with them
+            # unread, which resets the connection and loses what it sent last
+            self._tls.num_tickets = 0
             try:
                 self._tls.load_cert_chain(*tls)
             except (OSError, ssl.SSLError) as e:
@@ -799,18 +801,26 @@ class SyslogListener:
     def _receive(
         self, selector: selectors.BaseSelector, conn: socket.socket, framer: _Framer
     ) -> Iterator[str]:
+        # Read all there is: TLS may hold whole records it already took off the socket, which
+        # select() no longer signals. At most _RECEIVE bytes at a time, for the other senders.
+        chunks: list[bytes] = []
+        ended = False
         try:
-            data = conn.recv(65536)
-            while isinstance(conn, ssl.SSLSocket) and data and conn.pending():  # decrypted, not signalled
-                data += conn.recv(conn.pending())
+            while sum(map(len, chunks)) < _RECEIVE:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    ended = True
+                    break
+                chunks.append(chunk)
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            return  # no whole record yet, or the handshake goes on
+            pass  # nothing more now, or the TLS handshake goes on
         except OSError:
-            data = b""  # reset by the sender, or a failed handshake: what came before still counts
-        for message in framer.feed(data) if data else framer.close():
+            ended = True  # reset by the sender, or a failed handshake: what came before still counts
+        messages = framer.feed(b"".join(chunks)) if chunks else []
+        for message in messages + (framer.close() if ended else []):
             line = syslog_line(message, framer.sender)
             if line is not None:
                 yield line
-        if not data:
+        if ended:
             selector.unregister(conn)
             conn.close()

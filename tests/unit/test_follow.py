@@ -636,16 +636,10 @@ def test_a_busy_tcp_stream_of_both_framings() -> None:
     assert [_parse(t).payload for t in got.lines] == [f"message {n}" for n in range(3000)]
 
 
-def test_tls_senders_with_octet_counting(tmp_path: Path) -> None:
+def test_tls_senders_with_octet_counting(certificate: tuple[Path, Path]) -> None:
     """RFC 5425: syslog over TLS, with a certificate openssl made; a sender that does not speak
     TLS is dropped without harm to the others."""
-    need(shutil.which("openssl") is not None, "openssl is not installed (apt-get install openssl)")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = certificate
     with pytest.raises(UsageError, match="TLS needs tls_cert and tls_key"):
         SyslogListener("tls://127.0.0.1:0")
     listener = SyslogListener("tls://127.0.0.1:0", tls=(str(cert), str(key)))

@@ -10,10 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import urllib.error
 import urllib.request
@@ -38,7 +36,7 @@ from postlens.metrics import (
     parse_address,
     serve,
 )
-from tests.conftest import ROOT, need
+from tests.conftest import ROOT
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -564,16 +562,12 @@ def test_scraped_over_http(served: Any) -> None:
     assert get(f"http://127.0.0.1:{server.port}/nothing")[0] == 404
 
 
-def test_a_password_and_tls_guard_the_page(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_a_password_and_tls_guard_the_page(
+    certificate: tuple[Path, Path], capfd: pytest.CaptureFixture[str]
+) -> None:
     """Prometheus's basic_auth or authorization (a bearer token), over HTTPS with a certificate
     openssl made; a client that fails the handshake leaves no trace on standard error."""
-    need(shutil.which("openssl") is not None, "openssl is not installed (apt-get install openssl)")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = certificate
     m = feed(LOG)
     server = serve(m, "127.0.0.1:0", threading.Lock(), Access(token="t0k", user="prom", password="pw"),
                    (str(cert), str(key)))  # fmt: skip
