@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from postlens.errors import InputError, UsageError
 from postlens.history import fingerprint, skip_bytes
-from postlens.journal import UNITS, journal_field, journal_line, one_line
+from postlens.journal import UNITS, check_ended, journal_field, journal_line, json_object, one_line
 from postlens.lines import MONTHS
 from postlens.output import output_path
 from postlens.sources import BLOCK, Source, decode_lines, open_source
@@ -464,7 +464,7 @@ def journal_lines(
         except OSError as e:
             raise InputError("journal", f"cannot run {argv[0]}: {e.strerror or e}") from e
         try:
-            yield from _entries(proc, errors, stop, position, poll)
+            yield from _entries(proc, errors, stop, position, poll, units)
         finally:
             if proc.poll() is None:
                 proc.terminate()
@@ -494,7 +494,7 @@ class _Cursor:
 
 
 def _entries(proc: subprocess.Popen[bytes], errors: IO[bytes], stop: threading.Event, position: _Cursor,
-             poll: float) -> Iterator[str]:  # fmt: skip
+             poll: float, units: tuple[str, ...]) -> Iterator[str]:  # fmt: skip
     assert proc.stdout is not None
     rest = b""
     with selectors.DefaultSelector() as selector:
@@ -505,11 +505,12 @@ def _entries(proc: subprocess.Popen[bytes], errors: IO[bytes], stop: threading.E
                 continue
             data = os.read(proc.stdout.fileno(), 1 << 16)
             if not data:
-                _ended(proc, errors)
+                # without --follow journalctl ends when done: fine, unless it said why
+                check_ended(proc, errors, "journal", units, said_fails=True)
                 return
             *complete, rest = (rest + data).split(b"\n")
             for raw in complete:
-                entry = _json_object(raw)
+                entry = json_object(raw)
                 if entry is None:
                     continue
                 text = journal_line(entry)
@@ -520,23 +521,6 @@ def _entries(proc: subprocess.Popen[bytes], errors: IO[bytes], stop: threading.E
                 if stop.is_set():
                     return
             position.save(_CURSOR_EVERY)
-
-
-def _ended(proc: subprocess.Popen[bytes], errors: IO[bytes]) -> None:
-    """journalctl ended by itself: fine for a command without --follow, unless it said why."""
-    code = proc.wait(timeout=5)
-    errors.seek(0)
-    said = [line.strip() for line in errors.read().decode("utf-8", "replace").splitlines() if line.strip()]
-    if code != 0 or said:
-        raise InputError("journal", said[-1] if said else f"journalctl ended with status {code}")
-
-
-def _json_object(raw: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _read_cursor(path: str | None) -> str | None:

@@ -68,6 +68,30 @@ def journal_line(entry: dict[str, Any]) -> str | None:
     return f"{stamp.isoformat(timespec='microseconds')} {host} {tag}: {one_line(message)}"
 
 
+def json_object(raw: bytes) -> dict[str, Any] | None:
+    """One line of ``journalctl --output=json``: an entry, or None for anything else."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def check_ended(
+    proc: subprocess.Popen[bytes], errors: IO[bytes], name: str, units: tuple[str, ...], *, said_fails: bool
+) -> None:
+    """journalctl has ended: an InputError for the source ``name`` when it failed (its exit
+    status, or with ``said_fails`` anything it said), with the last line it said."""
+    code = proc.wait(timeout=5)
+    errors.seek(0)
+    said = [x.strip() for x in errors.read().decode("utf-8", "replace").splitlines() if x.strip()]
+    if code == 0 and not (said_fails and said):
+        return
+    if said and "filter for units" in said[-1]:  # no unit of the journal matches ours
+        raise InputError(name, f"no entries of the units {', '.join(units)} in this journal")
+    raise InputError(name, said[-1] if said else f"journalctl ended with status {code}")
+
+
 def journal_command(spec: str, units: tuple[str, ...] = UNITS) -> list[str]:
     """journalctl's arguments for the source ``spec``: its whole journal, oldest entry first."""
     where = spec[len(JOURNAL) :]
@@ -113,30 +137,18 @@ class JournalReader(io.RawIOBase):
         assert self._proc.stdout is not None
         data = os.read(self._proc.stdout.fileno(), 1 << 16)
         if not data:
-            self._finish()
+            check_ended(self._proc, self._errors, self.spec, UNITS, said_fails=False)
             return False
         *complete, self._rest = (self._rest + data).split(b"\n")
         out = []
         for raw in complete:
-            try:
-                entry = json.loads(raw)
-            except ValueError:
-                continue
-            text = journal_line(entry) if isinstance(entry, dict) else None
+            entry = json_object(raw)
+            text = journal_line(entry) if entry is not None else None
             if text is not None:
                 out.append(text)
         if out:
             self._pending = ("\n".join(out) + "\n").encode()
         return True
-
-    def _finish(self) -> None:
-        code = self._proc.wait()
-        self._errors.seek(0)
-        said = [x.strip() for x in self._errors.read().decode("utf-8", "replace").splitlines() if x.strip()]
-        if code != 0:
-            if said and "filter for units" in said[-1]:  # no unit of the journal matches ours
-                raise InputError(self.spec, f"no entries of the units {', '.join(UNITS)} in this journal")
-            raise InputError(self.spec, said[-1] if said else f"journalctl ended with status {code}")
 
     def close(self) -> None:
         if not self.closed:
