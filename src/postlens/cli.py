@@ -804,7 +804,7 @@ def serve(
 
     options = ServeOptions(
         db=db or _run(_default_db), listen=listen or section.get("listen", DEFAULT_LISTEN),
-        access=Access(section.get("token", ""), section.get("user", ""), section.get("password", "")),
+        access=Access.of(section),
         queue=queue, watch=list(watch_paths), **opts,
     )  # fmt: skip
     _run(lambda: postlens.serve(options))

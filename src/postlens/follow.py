@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import IO, Any, BinaryIO
 from urllib.parse import urlsplit
 
+from postlens.access import server_tls
 from postlens.errors import InputError, UsageError
 from postlens.history import fingerprint, skip_bytes
 from postlens.journal import UNITS, check_ended, journal_field, journal_line, json_object, one_line
@@ -703,14 +704,7 @@ class SyslogListener:
         if parts.scheme == "tls":  # RFC 5425: syslog over TLS, octet counted (port 6514 by custom)
             if tls is None:
                 raise UsageError(f"--listen {url}: TLS needs tls_cert and tls_key in [watch]")
-            self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            # no TLS 1.3 session tickets: a sender that never reads them would close with them
-            # unread, which resets the connection and loses what it sent last
-            self._tls.num_tickets = 0
-            try:
-                self._tls.load_cert_chain(*tls)
-            except (OSError, ssl.SSLError) as e:
-                raise UsageError(f"--listen {url}: certificate {tls[0]} and key {tls[1]}: {e}") from e
+            self._tls = server_tls(tls, f"--listen {url}:")
         kind = socket.SOCK_STREAM if self.tcp else socket.SOCK_DGRAM
         host = parts.hostname or "0.0.0.0"
         try:

@@ -29,7 +29,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from postlens.access import Access
+from postlens.access import Access, server_tls
 from postlens.analyses.reasons import Rules, split_reply
 from postlens.errors import UsageError
 from postlens.events import (
@@ -839,13 +839,7 @@ def serve(
     certificate and key file (PEM) to answer HTTPS with. An address that cannot be used, or
     a certificate that cannot be loaded, is a UsageError.
     """
-    context = None
-    if tls is not None:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        try:
-            context.load_cert_chain(*tls)
-        except (OSError, ssl.SSLError) as e:
-            raise UsageError(f"metrics TLS certificate {tls[0]} and key {tls[1]}: {e}") from e
+    context = server_tls(tls, "metrics TLS") if tls is not None else None
     host, port = parse_address(address)
     try:
         if host:

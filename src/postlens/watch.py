@@ -290,9 +290,7 @@ def _read_queue(
 
 def _metrics_access(settings: dict[str, Any]) -> tuple[Access, tuple[str, str] | None]:
     """Who may scrape the metrics page, and its TLS certificate and key, from [metrics]."""
-    section = settings.get("metrics", {})
-    access = Access(section.get("token", ""), section.get("user", ""), section.get("password", ""))
-    return access, _tls_files(settings, "metrics")
+    return Access.of(settings.get("metrics", {})), _tls_files(settings, "metrics")
 
 
 def _tls_files(settings: dict[str, Any], name: str) -> tuple[str, str] | None:
