@@ -64,13 +64,13 @@ class Summaries:
             Arrival: self.arrival,
         }
 
-    def _count(self, ts: float, metric: str, host: str) -> int:
-        """Count ``metric`` at ``ts``, by minute and by hour (long periods read hours), and by
-        hour for the mail server ``host``; the hour."""
-        self.minutes[int(ts // 60), metric] += 1
+    def _count(self, ts: float, metric: str, host: str, n: int = 1) -> int:
+        """Count ``metric`` ``n`` times at ``ts``, by minute and by hour (long periods read
+        hours), and by hour for the mail server ``host``; the hour."""
+        self.minutes[int(ts // 60), metric] += n
         hour = int(ts // 3600)
-        self.hours[hour, "metric", metric] += 1
-        self.hours[hour, "host", f"{metric}\t{host}"] += 1
+        self.hours[hour, "metric", metric] += n
+        self.hours[hour, "host", f"{metric}\t{host}"] += n
         return hour
 
     def _reason(self, hour: int, kind: str, verdict_id: str, dom: str) -> None:
@@ -134,10 +134,7 @@ class Summaries:
             self._arrival(msg, 1)
 
     def _arrival(self, msg: Arrived, n: int) -> None:
-        minute, hour = int(msg.first_ts // 60), int(msg.first_ts // 3600)
-        self.minutes[minute, "received"] += n
-        self.hours[hour, "metric", "received"] += n
-        self.hours[hour, "host", f"received\t{msg.host}"] += n
+        hour = self._count(msg.first_ts, "received", msg.host, n)
         self.hours[hour, "from", domain(msg.sender or "") or "(none)"] += n
 
     def count_early(self, msg: Arrived) -> None:

@@ -58,6 +58,12 @@ def limit(rows: list[Any], n: int) -> list[Any]:
     return rows if n < 0 else rows[:n]
 
 
+def own_rows(o: RenderOptions) -> int:
+    """Rows in the lists of postlens's own sections: --detail's, but its 0 (which leaves the
+    problem sections out) keeps them all."""
+    return o.detail if o.detail != 0 else -1
+
+
 def section_rows(o: RenderOptions, key: str) -> int:
     """Rows in the problem section ``key``: its group's own limit, else --detail (-1: all);
     0 leaves the section out, as in pflogsumm. Fatal errors, panics and master messages are

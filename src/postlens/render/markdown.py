@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from postlens.render import RenderOptions, clean, limit, per_day_rows, section_rows
+from postlens.render import RenderOptions, clean, limit, own_rows, per_day_rows, section_rows
 
 Kind = Literal["text", "int", "secs"]
 NUMERIC: frozenset[Kind] = frozenset({"int", "secs"})
@@ -458,7 +458,7 @@ def report_sections(r: dict[str, Any], o: RenderOptions) -> list[Section]:
     if not o.no_no_size:
         main.append(_no_size(r))
     ordered = [*problems, *main] if o.problems_first else [*main, *problems]
-    n = o.detail if o.detail != 0 else -1  # --detail 0 leaves problem sections out, not these rows
+    n = own_rows(o)
     own = [_weekly(r), _delays(r), _notifications(r, n), _tls(r, n), _postscreen(r, n),
            _content_checks(r, n), _auth(r, n), _coverage(r), _inputs(r)]  # fmt: skip
     hosts = [_per_host(r)] if o.by_host else []

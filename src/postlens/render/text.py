@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from postlens.render import RenderOptions, clean, limit, per_day_rows, section_rows
+from postlens.render import RenderOptions, clean, limit, own_rows, per_day_rows, section_rows
 
 _TRAFFIC = ("received", "delivered", "deferred", "bounced", "rejected")
 
@@ -244,7 +244,7 @@ def _counts(out: list[str], title: str, counts: dict[str, int], o: RenderOptions
     out.append(f" {title}:")
     if not counts:
         out.append("    none")
-    for key, value in limit(list(counts.items()), o.detail if o.detail != 0 else -1):
+    for key, value in limit(list(counts.items()), own_rows(o)):
         out.append(f"    {value:8d}  {clean(key)}")
 
 
