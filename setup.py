@@ -15,6 +15,7 @@ from setuptools import setup
 
 # the per-line pipeline: sources -> lines -> events -> messages -> analyses
 COMPILED = [
+    "addresses.py",
     "lines.py",
     "events/__init__.py",
     "events/model.py",

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import tzinfo
 from typing import TYPE_CHECKING, Any, TextIO
 
+from postlens.addresses import ContentFilters
 from postlens.analyses.report import ReportOptions
 from postlens.config import DEFAULT_KEEP_DAYS
 from postlens.dates import moment, period
@@ -82,6 +83,7 @@ __all__ = [
     "Analysis",
     "AnomaliesOptions",
     "CheckResult",
+    "ContentFilters",
     "InputError",
     "PostlensError",
     "ReportOptions",
@@ -130,6 +132,7 @@ def report(
     year: int | None = None,
     tz: str | None = None,
     syslog_name: str | None = None,
+    content_filters: Sequence[str] = (),
     verp_mung: int = 0,
     ignore_case: bool = False,
     rej_add_from: bool = False,
@@ -148,12 +151,14 @@ def report(
     ``jobs`` workers). ``db`` reads the history database instead of log files ("" for the
     default one); ``since``/``until`` (``30d``, ISO 8601) narrow the period like ``date``.
     With ``progress`` (a terminal, usually standard error), a progress line is kept there.
+    ``content_filters``: addresses or networks of content filters that are not on loopback.
     """
     start, end = _period(date, since, until, tz)
     settings = Settings(
         year=year,
         tz=tz,
         syslog_name=syslog_name,
+        filters=ContentFilters(content_filters),
         start=start,
         end=end,
         report=ReportOptions(verp_mung=verp_mung, ignore_case=ignore_case, rej_add_from=rej_add_from),
@@ -271,6 +276,7 @@ def _view(
         year=reading.pop("year", None),
         tz=reading.get("tz"),
         syslog_name=reading.pop("syslog_name", None),
+        filters=ContentFilters(reading.pop("content_filters", ())),
         start=start,
         end=end,
         views={name: options},
@@ -368,6 +374,7 @@ def trace(
     year: int | None = None,
     tz: str | None = None,
     syslog_name: str | None = None,
+    content_filters: Sequence[str] = (),
     db: str | None = None,
     **selection: Any,
 ) -> tuple[list[dict[str, Any]], list[InputError]]:
@@ -376,7 +383,10 @@ def trace(
     from postlens.trace import trace as trace_logs
 
     q = query(tz=tz, **selection)
-    return trace_logs(paths, q, year=year, tz=tz, syslog_name=syslog_name, raw=raw, db=_history(db))
+    filters = ContentFilters(content_filters)
+    return trace_logs(
+        paths, q, year=year, tz=tz, syslog_name=syslog_name, filters=filters, raw=raw, db=_history(db)
+    )
 
 
 def export(
@@ -388,6 +398,7 @@ def export(
     year: int | None = None,
     tz: str | None = None,
     syslog_name: str | None = None,
+    content_filters: Sequence[str] = (),
     db: str | None = None,
     **selection: Any,
 ) -> tuple[int, list[InputError]]:
@@ -396,9 +407,11 @@ def export(
     from postlens.export import export as export_rows
 
     q = query(tz=tz, **selection)
+    filters = ContentFilters(content_filters)
     return export_rows(
-        paths, q, table, fmt, output, year=year, tz=tz, syslog_name=syslog_name, db=_history(db)
-    )
+        paths, q, table, fmt, output, year=year, tz=tz, syslog_name=syslog_name, filters=filters,
+        db=_history(db),
+    )  # fmt: skip
 
 
 def ingest(

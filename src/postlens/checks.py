@@ -13,12 +13,13 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from enum import IntEnum
 from typing import Any
 
+from postlens.addresses import ContentFilters
 from postlens.dates import duration, moment
 from postlens.errors import InputError, PostlensError, UsageError
 from postlens.events import Delivery, EventParser
@@ -166,6 +167,7 @@ def check(
     year: int | None = None,
     tz: str | None = None,
     syslog_name: str | None = None,
+    content_filters: Sequence[str] = (),
     zones: tuple[str, ...] = (),
     nameserver: str | None = None,
 ) -> CheckResult:
@@ -189,7 +191,8 @@ def check(
         if zones or nameserver:
             raise UsageError("--zone and --nameserver are for the rbl check")
         queue = (queue_file, config_dir)
-        return _check(name, paths, warning, critical, window, now, queue, year, tz, syslog_name)
+        reading = (year, tz, syslog_name, ContentFilters(content_filters))
+        return _check(name, paths, warning, critical, window, now, queue, *reading)
     except PostlensError as e:
         return unknown(name, str(e))
     except re.error as e:
@@ -207,6 +210,7 @@ def _check(
     year: int | None,
     tz: str | None,
     syslog_name: str | None,
+    filters: ContentFilters,
 ) -> CheckResult:
     if name not in CHECKS:
         raise UsageError(f"{name!r} is not a check; the checks are {', '.join(CHECKS)}")
@@ -225,7 +229,7 @@ def _check(
     except Exception as e:  # zoneinfo raises several kinds for a bad name
         raise UsageError(f"--tz: unknown time zone {tz!r}") from e
     end = _End.parse(now or "clock", tzinfo)
-    log = _Log(paths, year, tz, tzinfo, syslog_name)
+    log = _Log(paths, year, tz, tzinfo, syslog_name, filters)
     if name == "silence":
         if window is not None:
             raise UsageError("silence looks at the whole log: it takes no --window")
@@ -265,6 +269,7 @@ class _Log:
     tz: str | None
     tzinfo: tzinfo | None
     syslog_name: str | None
+    filters: ContentFilters
 
     def lines(self) -> Iterator[Line]:
         """Every line with a time stamp, for the passes that need no more than the line and
@@ -303,6 +308,7 @@ def _windowed(
         year=log.year,
         tz=log.tz,
         syslog_name=log.syslog_name,
+        filters=log.filters,
         start=at - length,
         end=math.nextafter(at, math.inf),
     )
@@ -401,7 +407,7 @@ def _silence(log: _Log, end: _End, warn: Range | None, crit: Range | None) -> Ch
     """Minutes from the last delivery to the end; the whole log is read, since a silence may
     be longer than any window. Lines after a given --now are not looked at."""
     limit = end.at if end.kind == "time" and end.at is not None else math.inf
-    events = EventParser(log.syslog_name)
+    events = EventParser(log.syslog_name, log.filters)
     first = newest = last = None
     for line in log.lines():
         ts = line.ts

@@ -59,6 +59,15 @@ def main() -> None:
     """Postfix mail logs into answers."""
 
 
+_CONTENT_FILTER_OPTION = click.option(
+    "--content-filter",
+    "content_filters",
+    multiple=True,
+    metavar="ADDR",
+    callback=lambda _ctx, _param, values: _many(values),
+    help="A content filter off loopback (IP or network; repeatable): its hops are not mail in and out.",
+)
+
 _DB_OPTION = click.option(
     "--db",
     is_flag=False,
@@ -130,6 +139,7 @@ def _dashed(arg: str) -> str:
 @click.option("--year", type=int, help="Year of the first line for stamps without one (default: file time).")
 @click.option("--tz", metavar="ZONE", help="Zone of stamps without one, and of the report (default: local).")
 @click.option("--syslog-name", metavar="REGEX", help="A custom syslog_name, as a regular expression.")
+@_CONTENT_FILTER_OPTION
 @click.option("-h", "top_hosts", type=int, default=-1, metavar="N", help="Rows in host/domain summaries.")
 @click.option("-u", "top_users", type=int, default=-1, metavar="N", help="Rows in sender/recipient lists.")
 @click.option(
@@ -309,6 +319,7 @@ _SEARCH_OPTIONS = (
     ),
     click.option("--tz", metavar="ZONE", help="Zone of stamps without one, and of --since/--until."),
     click.option("--syslog-name", metavar="REGEX", help="A custom syslog_name, as a regular expression."),
+    _CONTENT_FILTER_OPTION,
     click.option("--sample", is_flag=True, help="Search the bundled sample log."),
     _DB_OPTION,
 )
@@ -440,6 +451,7 @@ _READING_OPTIONS = (
     ),
     click.option("--tz", metavar="ZONE", help="Zone of stamps without one (default: local)."),
     click.option("--syslog-name", metavar="REGEX", help="A custom syslog_name, as a regular expression."),
+    _CONTENT_FILTER_OPTION,
     click.option(
         "-j",
         "--jobs",
@@ -727,6 +739,7 @@ def queue(
 @click.option("--year", type=int, help="Year of stamps without one (default: now).")
 @click.option("--tz", metavar="ZONE", help="Zone of stamps without one (default: local).")
 @click.option("--syslog-name", metavar="REGEX", help="A custom syslog_name, as a regular expression.")
+@_CONTENT_FILTER_OPTION
 @click.option("--config", "config_path", metavar="FILE", help="The settings file (alert rules).")
 def watch(
     paths: tuple[str, ...],
@@ -747,6 +760,7 @@ def watch(
     from postlens.watch import default_state
 
     opts["state"] = opts["state"] or default_state()
+    opts["filters"] = _run(lambda: postlens.ContentFilters(opts.pop("content_filters")))
     options = postlens.WatchOptions(
         paths=list(paths), settings=settings, view=sys.stdout if show else None,
         db=None if db is None else db or _run(_default_db), **opts,
@@ -849,6 +863,7 @@ class _PluginCommand(click.Command):
 @click.option("--year", type=int, help="Year of the first line for stamps without one (default: file time).")
 @click.option("--tz", metavar="ZONE", help="Zone of stamps without one, and of --now (default: local).")
 @click.option("--syslog-name", metavar="REGEX", help="A custom syslog_name, as a regular expression.")
+@_CONTENT_FILTER_OPTION
 @click.option(
     "--zone", "zones", multiple=True, metavar="ZONE", help="rbl: a DNS blocklist to ask (repeatable)."
 )

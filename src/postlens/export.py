@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
+from postlens.addresses import ContentFilters
 from postlens.dates import iso_utc
 from postlens.errors import InputError, UsageError
 from postlens.events import AuthFailure, Event, EventParser, Login
@@ -252,12 +253,13 @@ def export(
     year: int | None = None,
     tz: str | None = None,
     syslog_name: str | None = None,
+    filters: ContentFilters | None = None,
     db: str | None = None,
 ) -> tuple[int, list[InputError]]:
     """Write the rows of ``table`` for what ``query`` selects in the logs (or the history
     database ``db``); return how many, and the input problems."""
     records, problems = records_for(paths, query, year=year, tz=tz, db=db)
-    events = EventParser(syslog_name)
+    events = EventParser(syslog_name, filters)
     count = 0
     with _writer(table, fmt, output) as write:
 

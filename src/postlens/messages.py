@@ -6,11 +6,11 @@ messages and sessions go to a sink; only those in flight are kept.
 
 Links between messages:
 
-- a delivery into a content filter on a loopback address whose reply says ``queued as
-  Y`` is a *hop*: Y is the same mail re-injected, so Y is marked ``reinjected`` and is
-  not received a second time. Y is often removed before the filter's reply reaches the
-  log, so a removed message from a loopback client is held for ``LINK_WINDOW`` seconds
-  of log time before it is handed on.
+- a delivery into a content filter (on a loopback address, or one named with
+  ``--content-filter``) whose reply says ``queued as Y`` is a *hop*: Y is the same mail
+  re-injected, so Y is marked ``reinjected`` and is not received a second time. Y is
+  often removed before the filter's reply reaches the log, so a removed message from
+  such a client is held for ``LINK_WINDOW`` seconds of log time before it is handed on.
 - a transaction that smtpd gave up (session ended before the message was queued) is
   finished as ``aborted``.
 
@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
+from postlens.addresses import is_loopback, relay_ip
 from postlens.events import (
     Arrival,
     Connect,
@@ -66,35 +67,45 @@ ENDED_DISCARDED = "discarded"
 _POLICIES = {"hold": "hold", "milter-hold": "hold", "discard": "discard", "milter-discard": "discard"}
 
 
-def is_loopback(ip: str) -> bool:
-    return ip.startswith("127.") or ip == "::1" or ip.startswith("::ffff:127.")
-
-
-def relay_ip(relay: str) -> str:
-    """The address inside ``host[ip]:port`` (or the host itself when no brackets)."""
-    start = relay.find("[")
-    if start < 0:
-        return relay.split(":", 1)[0]
-    return relay[start + 1 : relay.find("]", start)]
-
-
-def _local_relay(d: Delivery) -> bool:
+def _filter_relay(d: Delivery) -> bool:
+    """Whether ``d`` went to a content filter: on loopback, or named by --content-filter."""
+    if d.filter_relay:
+        return True
     ip = relay_ip(d.relay)
     return is_loopback(ip) or ip == "localhost"
 
 
+def from_filter(a: Arrival) -> bool:
+    """Whether an arrival may be a content filter's re-injection (or local webmail): its client
+    is on loopback or named by --content-filter."""
+    return a.filter_client or is_loopback(a.client_ip)
+
+
 def hop_target(d: Delivery) -> str:
-    """The queue ID of the re-injected copy when ``d`` is a hop into a local content filter."""
-    if d.status != "sent" or "queued as" not in d.reply or not _local_relay(d):
+    """The queue ID of the re-injected copy when ``d`` is a hop into a content filter."""
+    if d.status != "sent" or "queued as" not in d.reply or not _filter_relay(d):
         return ""
     m = _QUEUED_AS_RE.search(d.reply)
     return m.group(1) if m else ""
 
 
 def filter_discard(d: Delivery) -> bool:
-    """Whether ``d`` handed the mail to a local content filter that dropped it: amavis's
+    """Whether ``d`` handed the mail to a content filter that dropped it: amavis's
     "250 2.7.0 Ok, discarded" for a virus or spam it does not pass on."""
-    return d.status == "sent" and "Ok, discarded" in d.reply and _local_relay(d)
+    return d.status == "sent" and "Ok, discarded" in d.reply and _filter_relay(d)
+
+
+# ports that mail servers, not content filters, listen on
+_MAIL_PORTS = frozenset(("25", "465", "587"))
+
+
+def unnamed_filter(d: Delivery) -> bool:
+    """Whether ``d`` looks like a hop into a content filter --content-filter does not name: sent,
+    answered "queued as", to a relay off loopback on a port other than a mail server's."""
+    if d.status != "sent" or "queued as" not in d.reply or _filter_relay(d):
+        return False
+    _, sep, port = d.relay.rpartition("]:")
+    return bool(sep) and port not in _MAIL_PORTS
 
 
 def final_delivery(d: Delivery) -> bool:
@@ -360,7 +371,7 @@ class Correlator:
                 msg.origin = "smtpd"
                 msg.arrival = ev
                 self._attach(ev, msg)
-                if is_loopback(ev.client_ip):
+                if from_filter(ev):
                     self._add_candidate(msg)
             else:
                 msg.origin = "pickup"

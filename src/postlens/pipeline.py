@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from postlens.addresses import ContentFilters
 from postlens.analyses.pflogsumm import PflogsummTotals
 from postlens.analyses.report import Report, ReportOptions
 from postlens.analyses.views import View, make_view
@@ -42,6 +43,8 @@ class Settings:
     year: int | None = None
     tz: str | None = None
     syslog_name: str | None = None
+    # content filters off loopback, whose hops link two queue IDs (postlens.addresses)
+    filters: ContentFilters = field(default_factory=ContentFilters)
     start: float | None = None  # only lines at or after this time
     end: float | None = None  # only lines before this time
     report: ReportOptions = field(default_factory=ReportOptions)
@@ -60,7 +63,7 @@ class Analysis:
         self.pflogsumm = PflogsummTotals(
             settings.syslog_name, settings.report.verp_mung, settings.report.ignore_case
         )
-        self.events = EventParser(settings.syslog_name)
+        self.events = EventParser(settings.syslog_name, settings.filters)
         self.views: list[View] = [make_view(name, opts, tz) for name, opts in settings.views.items()]
         on_session = self._session if self.views else self.report.add_session
         on_settled = self._settled if self.views else self.report.settle

@@ -22,11 +22,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from postlens.addresses import ContentFilters
 from postlens.dates import iso_utc
 from postlens.errors import InputError
 from postlens.events import Delivery, Event, EventParser, Reject, Tls
 from postlens.lines import Line, LineParser, YearGuess, zone
-from postlens.messages import LINK_WINDOW, Correlator, Message, filter_discard, hop_target, is_loopback
+from postlens.messages import LINK_WINDOW, Correlator, Message, filter_discard, from_filter, hop_target
 from postlens.render import clean
 from postlens.sources import Source, each_line, expand
 
@@ -327,7 +328,7 @@ class Tracer:
             chain.append(msg)
             self._pending[id(chain)] -= 1
             self._follow(chain, msg)
-        elif msg.arrival is not None and is_loopback(msg.arrival.client_ip) and not msg.hops:
+        elif msg.arrival is not None and from_filter(msg.arrival) and not msg.hops:
             self._copies[key] = msg
         else:
             chain = [msg]
@@ -412,6 +413,7 @@ def trace(
     year: int | None = None,
     tz: str | None = None,
     syslog_name: str | None = None,
+    filters: ContentFilters | None = None,
     raw: bool = False,
     db: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[InputError]]:
@@ -420,7 +422,7 @@ def trace(
     hits: list[dict[str, Any]] = []
     with _rereadable(paths, raw) as paths:
         records, problems = records_for(paths, query, year=year, tz=tz, db=db)
-        events = EventParser(syslog_name)
+        events = EventParser(syslog_name, filters)
         scan(records, query, hits.append, events, problems)
         hits.sort(key=lambda h: (h["first_ts"], h["host"], h["queue_ids"]))
         if raw:

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 from postlens import history
 from postlens.access import Access
+from postlens.addresses import ContentFilters
 from postlens.errors import PostlensError, UsageError
 from postlens.events import REJECTS, Arrival, AuthFailure, Delivery, Event, EventParser, Reject
 from postlens.lines import LineParser, YearGuess, zone
@@ -51,6 +52,7 @@ class WatchOptions:
     year: int | None = None
     tz: str | None = None
     syslog_name: str | None = None
+    filters: ContentFilters = field(default_factory=ContentFilters)  # --content-filter
     queue_every: float = 30.0
     db_every: float = DB_EVERY  # seconds between history writes
     queue_reader: Callable[[], list[dict[str, Any]]] | None = None  # postqueue -j entries
@@ -131,7 +133,7 @@ class Watcher:
         self.stop = stop
         tz = zone(options.tz)
         self.parser = LineParser(YearGuess(options.year, None, tz), tz)
-        self.events = EventParser(options.syslog_name)
+        self.events = EventParser(options.syslog_name, options.filters)
         self.lines: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=100_000)
         self.lock = threading.Lock()
         settings = options.settings

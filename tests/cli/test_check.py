@@ -228,6 +228,17 @@ def test_silence_without_any_delivery_counts_from_the_log_start(tmp_path: Path) 
     assert perf["silence"]["value"] == "7200"
 
 
+def test_silence_does_not_take_a_named_content_filter_s_hop_for_a_delivery(tmp_path: Path) -> None:
+    remote_hop = LINES["hop"].replace("127.0.0.1[127.0.0.1]", "filter.example[198.51.100.9]")
+    log = write_log(tmp_path, [("sent", 20)])
+    with open(log, "a") as f:
+        f.write(remote_hop.format(ts=END.strftime("%b %e %H:%M:%S"), qid="AB12CD34EF", n=1) + "\n")
+    _, _, perf = run("silence", *NOW, log)
+    assert perf["silence"]["value"] == "0"
+    _, _, perf = run("silence", *NOW, "--content-filter", "198.51.100.9", log)
+    assert perf["silence"]["value"] == "1200"
+
+
 def test_silence_ignores_lines_after_the_given_time(tmp_path: Path) -> None:
     log = write_log(tmp_path, [("sent", 90), ("sent", -30)])
     rc, _, perf = run("silence", "-c", "60", *NOW, log)

@@ -133,6 +133,17 @@ def test_usage_errors() -> None:
     assert run("--tz", "Mars/Olympus", str(MIXED)).exit_code == 2
     r = run("--syslog-name", "(", str(MIXED))
     assert r.exit_code == 2 and "regular expression" in r.stderr
+    r = run("--content-filter", "198.51.100.7,amavis", str(MIXED))
+    assert (r.exit_code, r.stderr) == (2, "postlens: --content-filter: not an address or network: 'amavis'\n")
+
+
+def test_content_filters_given_twice_or_with_commas_are_all_named() -> None:
+    log = str(Path(__file__).parents[1] / "data" / "remote-filter.log")
+    for named in (["--content-filter", "192.0.2.99,198.51.100.7"], ["--content-filter", "192.0.2.99",
+                  "--content-filter", "198.51.100.7"]):  # fmt: skip
+        r = run("--format", "json", *named, log)
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["messages"]["hops"] == 2
 
 
 def test_text_output_carries_no_control_characters(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from postlens.addresses import ContentFilters
 from postlens.events import EventParser
 from postlens.lines import LineParser, YearGuess, zone
 from postlens.pipeline import Analysis, Settings
@@ -56,10 +57,12 @@ def test_a_checking_programs_payload_of_any_shape_parses(program: str, head: str
         EventParser().parse(line)
 
 
-def split_run(lines: list[str], cuts: list[int], views: dict[str, Any] | None = None) -> str:
+def split_run(
+    lines: list[str], cuts: list[int], views: dict[str, Any] | None = None, filters: tuple[str, ...] = ()
+) -> str:
     """Read ``lines`` as consecutive chunks and merge them, as -j N and the cluster engine do;
     the whole result, or with ``views`` only theirs."""
-    settings_ = Settings(year=2026, tz="UTC", views=views or {})
+    settings_ = Settings(year=2026, tz="UTC", views=views or {}, filters=ContentFilters(filters))
     bounds = [0, *cuts, len(lines)]
     years = YearGuess(2026, None, UTC)
     whole: Analysis | None = None
@@ -78,9 +81,19 @@ def split_run(lines: list[str], cuts: list[int], views: dict[str, Any] | None = 
 
 
 ONE_PASS = split_run(MIXED, [])
+REMOTE_FILTER = (Path(__file__).parents[1] / "data" / "remote-filter.log").read_text().splitlines()
+FILTER_ONE_PASS = split_run(REMOTE_FILTER, [], filters=("198.51.100.7",))
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(min_value=1, max_value=len(MIXED) - 1), min_size=1, max_size=6, unique=True))
 def test_splitting_at_any_lines_and_merging_equals_one_pass(cuts: list[int]) -> None:
     assert split_run(MIXED, sorted(cuts)) == ONE_PASS
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(min_value=1, max_value=len(REMOTE_FILTER) - 1), min_size=1, max_size=6, unique=True)
+)
+def test_a_named_content_filter_s_hops_link_across_any_split(cuts: list[int]) -> None:
+    assert split_run(REMOTE_FILTER, sorted(cuts), filters=("198.51.100.7",)) == FILTER_ONE_PASS

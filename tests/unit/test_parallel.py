@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from postlens.addresses import ContentFilters
 from postlens.parallel import analyse_parallel, plan
 from postlens.pipeline import Settings, analyse
 from postlens.sources import expand
@@ -99,3 +100,13 @@ def test_year_states_are_one_pass_s_at_every_chunk_start(tmp_path: Path) -> None
             offset += len(raw)
         assert [(y.year, y.last_month) for y in found] == expected
     assert expected[-1] == (2027, 3)
+
+
+def test_a_named_content_filter_reaches_the_worker_processes() -> None:
+    log = Path(__file__).parents[1] / "data" / "remote-filter.log"
+    settings = Settings(year=2026, tz="UTC", filters=ContentFilters(["198.51.100.7"]))
+    one, _ = analyse([str(log)], settings)
+    assert one["messages"]["hops"] == 2
+    for chunk_bytes in (300, 1500):
+        many, _ = analyse_parallel([str(log)], settings, jobs=2, chunk_bytes=chunk_bytes)
+        assert dump(many) == dump(one)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import postlens
+from postlens.render import render
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +123,6 @@ def test_date_selection(mixed_log: Path) -> None:
 
 
 def test_same_input_same_bytes(mixed_log: Path) -> None:
-    from postlens.render import render
-
     a, _ = postlens.report([str(mixed_log)], year=2026, tz="UTC")
     b, _ = postlens.report([str(mixed_log)], year=2026, tz="UTC")
     assert render(a, "json") == render(b, "json")
@@ -149,3 +148,48 @@ def test_a_message_a_local_content_filter_discards_is_not_delivered() -> None:
     )
     anomalies, _ = postlens.anomalies([str(log)], year=2026, tz="UTC")
     assert sum(row["delivered"] for row in anomalies["series"]) == 1
+
+
+REMOTE_FILTER = Path(__file__).parents[1] / "data" / "remote-filter.log"
+
+
+def _counts(r: dict) -> tuple[int, ...]:
+    t, m = r["totals"], r["messages"]
+    return (t["received"], t["delivered"], t["discarded"], m["hops"], m["reinjected"], m["filter_discards"])
+
+
+def test_a_content_filter_off_loopback_once_named_counts_its_mail_once() -> None:
+    """A filter on another machine (198.51.100.7:10024, re-injecting through port 10025):
+    two messages pass it, one it discards, one goes through a smarthost. Unnamed, its hops
+    look like deliveries and its re-injections like new mail; the report says so."""
+    log = str(REMOTE_FILTER)
+    plain, _ = postlens.report([log], year=2026, tz="UTC")
+    assert _counts(plain) == (6, 6, 0, 0, 0, 0)
+    assert plain["unnamed_filters"] == [{"relay": "filter.example[198.51.100.7]:10024", "hops": 2}]
+    assert "--content-filter" in render(plain, "text")
+    for named in (["198.51.100.7"], ["2001:db8::7", "198.51.100.0/24"]):
+        r, _ = postlens.report([log], year=2026, tz="UTC", content_filters=named)
+        # the second message's copy was delivered and removed before the filter's reply came
+        assert _counts(r) == (4, 3, 1, 2, 2, 1), named
+        assert r["unnamed_filters"] == []
+        assert (r["totals"]["bytes_received"], r["totals"]["bytes_delivered"]) == (10000, 7200)
+        assert "--content-filter" not in render(r, "text")
+    hits, _ = postlens.trace(
+        [log], year=2026, tz="UTC", msgids=("m2@b.example",), content_filters=["198.51.100.7"]
+    )
+    assert [h["queue_ids"] for h in hits] == [["3C4D5E6F70", "4D5E6F7081"]]
+
+
+def test_content_filters_match_addresses_as_postfix_logs_them() -> None:
+    from postlens.addresses import ContentFilters
+
+    filters = ContentFilters(["198.51.100.0/28", "2001:db8::7"])
+    assert "198.51.100.7" in filters and "::ffff:198.51.100.7" in filters
+    assert "2001:db8:0::7" in filters and "IPv6:2001:db8::7" in filters
+    assert "198.51.100.16" not in filters and "unknown" not in filters and "" not in filters
+    assert not ContentFilters() and filters
+
+
+def test_a_content_filter_that_is_not_an_address_is_a_usage_error() -> None:
+    with pytest.raises(postlens.UsageError, match="--content-filter: not an address or network: 'filter'"):
+        postlens.report([str(REMOTE_FILTER)], content_filters=["filter"])

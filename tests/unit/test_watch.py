@@ -129,6 +129,33 @@ def test_the_live_view_counts_and_shows_alerts() -> None:
     assert rows["deferred"] == ["1", "1"] and rows["auth"] == ["failures", "1", "1"]
 
 
+def test_the_live_view_does_not_count_a_named_content_filter_s_hops() -> None:
+    from postlens.events import EventParser
+    from postlens.lines import LineParser, YearGuess, zone
+
+    log = (Path(__file__).parents[1] / "data" / "remote-filter.log").read_text().splitlines()
+    parser = LineParser(YearGuess(2026, None, zone("UTC")), zone("UTC"))
+    delivered = []
+    for filters in (postlens.ContentFilters(), postlens.ContentFilters(["198.51.100.7"])):
+        live, events = Live(), EventParser(None, filters)
+        for text in log:
+            line = parser.parse(text)
+            assert line is not None
+            ev = events.parse(line)
+            assert ev is not None
+            live.feed(ev)
+        delivered.append(live.totals["delivered"])
+    assert delivered == [6, 3]
+    bad = subprocess.run(
+        [sys.executable, "-m", "postlens", "watch", "-", "--no-queue", "--content-filter", "10.0.0.0/33"],
+        input=b"", capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert (bad.returncode, bad.stderr) == (
+        2,
+        b"postlens: --content-filter: not an address or network: '10.0.0.0/33'\n",
+    )
+
+
 def test_standard_input_is_followed_until_it_ends(tmp_path: Path) -> None:
     """``docker logs -f postfix | postlens watch -``: the lines reach the database, and the
     watch ends with its input."""

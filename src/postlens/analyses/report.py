@@ -34,7 +34,16 @@ from postlens.events import (
     Verdict,
 )
 from postlens.lines import KIND_POSTFIX, by_constructor
-from postlens.messages import ENDED_ABORTED, ENDED_OPEN, Arrived, Message, Session, filter_discard, hop_target
+from postlens.messages import (
+    ENDED_ABORTED,
+    ENDED_OPEN,
+    Arrived,
+    Message,
+    Session,
+    filter_discard,
+    hop_target,
+    unnamed_filter,
+)
 
 # totals counted per mail server (the host field of each line), then added up
 COUNTED_FIELDS = (
@@ -302,6 +311,8 @@ class Report:
                     state["filter_discards"] += 1
                     discarded = True
                     continue
+                if "queued as" in d.reply and unnamed_filter(d):
+                    self.t.counter("unnamed_filters")[d.relay] += 1
                 self._delivered(d, addr, dom, _domain_row(rdom, dom), size, notice, msg)
             elif status == "deferred":
                 deferred = True

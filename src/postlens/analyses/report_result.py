@@ -216,6 +216,9 @@ def build_result(t: Tally, buckets: TimeBuckets) -> dict[str, Any]:
                 "no_size",
             )
         },
+        # relays that look like content filters --content-filter does not name (their hops count
+        # as delivered and their re-injections as received)
+        "unnamed_filters": [{"relay": k, "hops": v} for k, v in _ranked(c("unnamed_filters", Counter()))],
         "per_day": per_day,
         "per_hour": per_hour,
         "weekly": weekly_pattern(received_at, days),

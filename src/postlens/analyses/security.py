@@ -31,11 +31,12 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
+from postlens.addresses import is_loopback
 from postlens.analyses.tally import Tally, add_row, bump_max
 from postlens.dates import iso_utc
 from postlens.events import REJECTS, Arrival, AuthFailure, Login, Reject, Screen, SessionProblem
 from postlens.lines import KIND_POSTFIX, Tag
-from postlens.messages import Message, is_loopback
+from postlens.messages import Message
 
 SEVERITY = {"guessed_password": "critical", "password_spray": "high", "distributed_attack": "high",
             "brute_force": "high", "compromised_sender": "high", "mail_flood": "medium",

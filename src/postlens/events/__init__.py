@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from postlens.addresses import ContentFilters, relay_ip
 from postlens.events.companions import companion_parser
 from postlens.events.dovecot import parse_dovecot
 from postlens.events.model import (
@@ -87,9 +88,10 @@ Parser = Callable[[Line, Tag, str], Event]
 class EventParser:
     """Turns a :class:`Line` into an event, or None for lines of non-mail programs."""
 
-    def __init__(self, syslog_name: str | None = None) -> None:
+    def __init__(self, syslog_name: str | None = None, filters: ContentFilters | None = None) -> None:
         self.tags = TagReader(syslog_name)
         self._cache: dict[str, tuple[Tag, Parser | None]] = {}
+        self.filters = filters if filters else None
 
     def parse(self, line: Line) -> Event | None:
         entry = self._cache.get(line.program)
@@ -98,7 +100,17 @@ class EventParser:
         parser = entry[1]
         if parser is None:
             return None
-        return parser(line, entry[0], line.payload)
+        ev = parser(line, entry[0], line.payload)
+        if self.filters is not None:
+            self._mark_filter(ev, self.filters)
+        return ev
+
+    @staticmethod
+    def _mark_filter(ev: Event, filters: ContentFilters) -> None:
+        if isinstance(ev, Delivery):
+            ev.filter_relay = relay_ip(ev.relay) in filters
+        elif isinstance(ev, Arrival):
+            ev.filter_client = ev.client_ip in filters
 
     def _choose(self, program: str) -> tuple[Tag, Parser | None]:
         tag = self.tags.read(program)

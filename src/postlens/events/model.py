@@ -101,6 +101,7 @@ class Arrival(QueueEvent):
     sasl_username: str
     orig_client: str
     orig_qid: str
+    filter_client: bool  # the client is a content filter named by --content-filter
 
     def __init__(
         self,
@@ -113,6 +114,7 @@ class Arrival(QueueEvent):
         sasl_username: str,
         orig_client: str,
         orig_qid: str,
+        filter_client: bool = False,
     ) -> None:
         self.line = line
         self.tag = tag
@@ -123,6 +125,7 @@ class Arrival(QueueEvent):
         self.sasl_username = sasl_username
         self.orig_client = orig_client
         self.orig_qid = orig_qid
+        self.filter_client = filter_client
 
 
 @dataclass(slots=True, init=False)
@@ -180,6 +183,7 @@ class Delivery(QueueEvent):
     dsn: str
     status: str
     reply: str
+    filter_relay: bool  # the relay is a content filter named by --content-filter
 
     def __init__(
         self,
@@ -194,6 +198,7 @@ class Delivery(QueueEvent):
         dsn: str,
         status: str,
         reply: str,
+        filter_relay: bool = False,
     ) -> None:
         self.line = line
         self.tag = tag
@@ -206,6 +211,7 @@ class Delivery(QueueEvent):
         self.dsn = dsn
         self.status = status
         self.reply = reply
+        self.filter_relay = filter_relay
 
 
 @dataclass(slots=True, init=False)

@@ -75,6 +75,19 @@ def section_rows(o: RenderOptions, key: str) -> int:
     return n if n >= 0 else o.detail
 
 
+def unnamed_filters_note(result: dict[str, Any]) -> str:
+    """A hint at relays that look like content filters, or "" when there is none."""
+    found = result.get("unnamed_filters") or []
+    if not found:
+        return ""
+    relays = ", ".join(f"{clean(f['relay'])} ({f['hops']:,})" for f in found[:5])
+    return (
+        f'Relays that answered "queued as" on a port mail servers do not use: {relays}. If they are '
+        "content filters, name their addresses with --content-filter: their mail is now counted as "
+        "delivered into them and received again."
+    )
+
+
 def render(result: dict[str, Any], fmt: str, options: RenderOptions | None = None) -> str:
     options = options or RenderOptions()
     if fmt == "json":

@@ -16,7 +16,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from postlens.render import RenderOptions, clean, limit, own_rows, per_day_rows, section_rows
+from postlens.render import (
+    RenderOptions,
+    clean,
+    limit,
+    own_rows,
+    per_day_rows,
+    section_rows,
+    unnamed_filters_note,
+)
 
 Kind = Literal["text", "int", "secs"]
 NUMERIC: frozenset[Kind] = frozenset({"int", "secs"})
@@ -163,6 +171,9 @@ def _grand_totals(r: dict[str, Any]) -> Section:
         f"the log), {m['aborted']:,} aborted."
     )
     blocks: list[Block] = [Table(_cols("", "postlens:int", "pflogsumm:int"), rows), Para(why), Para(state)]
+    note = unnamed_filters_note(r)
+    if note:
+        blocks.append(Para(note))
     return Section("grand-totals", "Grand Totals", blocks)
 
 

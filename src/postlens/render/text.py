@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from postlens.render import RenderOptions, clean, limit, own_rows, per_day_rows, section_rows
+from postlens.render import (
+    RenderOptions,
+    clean,
+    limit,
+    own_rows,
+    per_day_rows,
+    section_rows,
+    unnamed_filters_note,
+)
 
 _TRAFFIC = ("received", "delivered", "deferred", "bounced", "rejected")
 
@@ -75,6 +83,9 @@ def _grand_totals(r: dict[str, Any], out: list[str]) -> None:
         f" {m['complete']} messages complete, {m['incomplete']} incomplete "
         f"(start or end outside the log), {m['aborted']} aborted."
     )
+    note = unnamed_filters_note(r)
+    if note:
+        out.append(f" {note}")
 
 
 def _per_host(r: dict[str, Any], o: RenderOptions, out: list[str]) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import uvicorn
 
 from postlens.access import Access
-from postlens.messages import is_loopback
+from postlens.addresses import is_loopback
 from postlens.metrics import parse_address
 from postlens.web.app import create_app
 
