@@ -9,8 +9,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from postlens.addresses import ContentFilters
+from postlens.analyses.anomalies import AnomaliesOptions
+from postlens.analyses.problems import ProblemsOptions
+from postlens.analyses.security import SecurityOptions
 from postlens.events import EventParser
 from postlens.lines import LineParser, YearGuess, zone
+from postlens.metrics import Metrics
 from postlens.pipeline import Analysis, Settings
 from postlens.render import render
 
@@ -40,6 +44,38 @@ def test_any_payload_of_any_daemon_parses(payload: str) -> None:
         line = parser.parse(f"Nov  5 10:00:00 mx {program}[2]: {payload}")
         if line is not None:
             events.parse(line)
+
+
+METRICS = Metrics()
+NUMERIC = st.text(alphabet="0123456789./-+e ", min_size=1, max_size=8)
+NUMBERED = (
+    "1A2B3C4D5E: to=<a@b.example>, relay=mx.b.example[192.0.2.1]:25, delay={0}, delays={1}, dsn={2}, "
+    "status=sent (250 ok)",
+    "1A2B3C4D5E: from=<a@b.example>, size={0}, nrcpt={1} (queue active)",
+    "DNSBL rank {0} for [192.0.2.9]:4242",
+    "statistics: max connection rate {0}/60s for (smtp:192.0.2.9) at Nov  5 10:00:00",
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(NUMBERED), st.lists(NUMERIC, min_size=3, max_size=3))
+def test_numbers_of_any_shape_in_postfix_s_fields_never_raise(template: str, numbers: list[str]) -> None:
+    """Fields Postfix writes as numbers, given something else: every consumer still reads on."""
+    payload = template.format(*numbers)
+    views = {"problems": ProblemsOptions(), "security": SecurityOptions(), "anomalies": AnomaliesOptions()}
+    a = Analysis(Settings(year=2026, tz="UTC", views=views))
+    daemons = ("smtp", "qmgr", "postscreen", "anvil")
+    lines = [f"Nov  5 10:00:0{i} mx postfix/{d}[1]: {payload}" for i, d in enumerate(daemons)]
+    a.read(lines, a.line_parser_for(None))
+    render(a.finish(), "text")
+    metrics, parser, events = METRICS, a.line_parser_for(None), EventParser()
+    for text in lines:
+        line = parser.parse(text)
+        assert line is not None
+        ev = events.parse(line)
+        assert ev is not None
+        metrics.feed(ev)
+    metrics.exposition()
 
 
 @settings(max_examples=300)

@@ -77,9 +77,10 @@ _REPLY_RE = re.compile(r"(\d{3})[ -](?:(\d\.\d{1,3}\.\d{1,3}) )?(.*)$", re.S)
 _ENVELOPE_RE = re.compile(
     r"(?:;|^) ?from=<" + _ADDR + r">(?:,? to=<" + _ADDR + r">)?(?:,? proto=[^\s,]+)?(?:,? helo=<([^>]*)>)?:?"
 )
+_NUMBER = r"\d+(?:\.\d+)?"  # delays as Postfix writes them; float() takes each
 _DELIVERY_RE = re.compile(
-    r"to=<" + _ADDR + r">, (?:orig_to=<" + _ADDR + r">, )?relay=([^,]+), (?:conn_use=\d+, )?delay=([\d.]+), "
-    r"(?:delays=([\d./]+), )?(?:dsn=([\d.]+), )?status=(\S+)(?: \((.*)\))?"
+    r"to=<" + _ADDR + r">, (?:orig_to=<" + _ADDR + r">, )?relay=([^,]+), (?:conn_use=\d+, )?delay=("
+    + _NUMBER + r"), (?:delays=(" + _NUMBER + r"(?:/" + _NUMBER + r")*), )?(?:dsn=([\d.]+), )?status=(\S+)(?: \((.*)\))?"
 )
 _QUEUED_RE = re.compile(r"from=<" + _ADDR + r">, size=(\d+), nrcpt=(\d+)")
 _EXPIRED_RE = re.compile(r"from=<" + _ADDR + r">, status=(force-expired|expired), returned to sender")
