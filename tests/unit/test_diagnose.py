@@ -238,6 +238,29 @@ def test_anomalies_against_the_same_hour_of_earlier_days(tmp_path: Path) -> None
     assert pattern["received"][3][10] == 60 and pattern["received"][0][10] == 5
 
 
+def test_a_day_without_any_delivery_is_a_silence(tmp_path: Path) -> None:
+    """Mail still arrives, but every attempt fails: a silence from the last delivery the day
+    before; a log without any delivery (and so without earlier days) finds none, and says so
+    without failing."""
+    lines = []
+    for day in (2, 3, 4):
+        lines += [line for hour in range(8, 18) for line in _day_of_mail(day, hour, 5, "alice")]
+    deferred = [
+        line.replace("dsn=2.0.0, status=sent (250 2.0.0 Ok)", "dsn=4.4.1, status=deferred (connect to "
+                     "mx.example.com[198.51.100.5]:25: Connection timed out)").replace(": removed", ": held")
+        for hour in range(8, 18) for line in _day_of_mail(5, hour, 5, "alice")
+    ]  # fmt: skip
+    log = tmp_path / "mail.log"
+    log.write_text("\n".join(sorted(lines + deferred, key=lambda s: s[:15])) + "\n")
+    r, _ = postlens.anomalies([str(log)], year=2026, tz="UTC", date="2026-11-05")
+    silences = [a for a in r["anomalies"] if a["kind"] == "silence"]
+    # due: 5 an hour from 08:00 to the hour of the log's last line (17:00), not counted
+    assert [(a["start"], a["usual"]) for a in silences] == [("2026-11-04T17:05:00Z", 45)]
+    log.write_text("\n".join(deferred) + "\n")
+    none_at_all, _ = postlens.anomalies([str(log)], year=2026, tz="UTC")
+    assert [a for a in none_at_all["anomalies"] if a["kind"] == "silence"] == []
+
+
 @pytest.mark.parametrize(
     "log", [Path(postlens.sample_log()), Path(__file__).parents[1] / "data" / "mixed.log"]
 )

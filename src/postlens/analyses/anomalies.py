@@ -172,6 +172,8 @@ class Anomalies:
         o = self.options
         delivered = {s: n for (s, m), n in self._series.items() if m == "delivered"}
         minutes = sorted(self._delivered_at)
+        if not minutes:  # no delivery, so none on earlier days either: nothing was due
+            return []
         end = int(self._span["last"] // 60)
         found = []
         for a, b in zip(minutes, [*minutes[1:], end], strict=True):
