@@ -79,17 +79,9 @@ _ENVELOPE_RE = re.compile(
 )
 _NUMBER = r"\d+(?:\.\d+)?"  # delays as Postfix writes them; float() takes each
 _DELIVERY_RE = re.compile(
-    r"to=<"
-    + _ADDR
-    + r">, (?:orig_to=<"
-    + _ADDR
-    + r">, )?relay=([^,]+), (?:conn_use=\d+, )?delay=("
-    + _NUMBER
-    + r"), (?:delays=("
-    + _NUMBER
-    + r"(?:/"
-    + _NUMBER
-    + r")*), )?(?:dsn=([\d.]+), )?status=(\S+)(?: \((.*)\))?"
+    r"to=<" + _ADDR + r">, (?:orig_to=<" + _ADDR + r">, )?relay=([^,]+), (?:conn_use=\d+, )?"
+    rf"delay=({_NUMBER}), (?:delays=({_NUMBER}(?:/{_NUMBER})*), )?"
+    r"(?:dsn=([\d.]+), )?status=(\S+)(?: \((.*)\))?"
 )
 _QUEUED_RE = re.compile(r"from=<" + _ADDR + r">, size=(\d+), nrcpt=(\d+)")
 _EXPIRED_RE = re.compile(r"from=<" + _ADDR + r">, status=(force-expired|expired), returned to sender")
