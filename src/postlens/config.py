@@ -23,7 +23,8 @@ SEARCH_PATH = ("~/.config/postlens/config.toml", "/etc/postlens/config.toml")
 # section -> setting -> the type its value must have
 KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
     # key_file: store pseudonyms made with this key instead of the lines as read (docs/anonymize.md)
-    "history": {"db": str, "key_file": str},
+    # content_filters: those off loopback, for the dashboard's summaries (--content-filter)
+    "history": {"db": str, "key_file": str, "content_filters": list},
     "anonymize": {"key_file": str, "own_domains": list, "keep_nets": list},
     "problems": {"rules": str},
     "security": {

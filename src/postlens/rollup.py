@@ -17,6 +17,8 @@ import time
 from collections import Counter
 from typing import Any
 
+from postlens import config
+from postlens.addresses import ContentFilters
 from postlens.analyses.summaries import MESSAGE_COLUMNS, Drained, Summaries
 from postlens.events import EventParser
 from postlens.lines import utc_parser
@@ -60,7 +62,8 @@ class Roller:
 
     def _wire(self) -> None:
         self.parser = utc_parser()
-        self.events = EventParser(None)
+        filters = config.section(config.load(), "history").get("content_filters", ())
+        self.events = EventParser(None, ContentFilters(filters))
         self.routes = routes(dict.fromkeys(Correlator.KINDS, self.correlator.feed), self.summaries.handlers())
 
     def __getstate__(self) -> dict[str, Any]:

@@ -118,6 +118,22 @@ def test_a_message_a_content_filter_discarded_is_listed_as_discarded_ones_are(tm
     assert rows["413BE60672"] == "discard"  # as smtpd's and cleanup's discards are listed
 
 
+def test_the_summaries_count_a_named_content_filter_s_mail_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = DATA / "remote-filter.log"
+    settings = tmp_path / "config.toml"
+    settings.write_text('[history]\ncontent_filters = ["198.51.100.0/24"]\n')
+    monkeypatch.setenv("POSTLENS_CONFIG", str(settings))
+    db = _ingest_in_pieces(log, tmp_path, 3)
+    totals: dict[str, int] = {}
+    for _, metric, n in _tables(db)["minutes"]:
+        totals[metric] = totals.get(metric, 0) + n
+    report, _ = postlens.report([str(log)], year=2026, tz="UTC", content_filters=["198.51.100.7"])
+    assert (totals["received"], totals["delivered"]) == (4, 3)
+    assert (report["totals"]["received"], report["totals"]["delivered"]) == (4, 3)
+
+
 def test_a_state_from_another_version_starts_again(tmp_path: Path) -> None:
     db = _ingest_in_pieces(LOGS[0], tmp_path, 1)
     con = sqlite3.connect(db)
