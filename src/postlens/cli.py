@@ -502,8 +502,17 @@ def _length(text: str, option: str) -> int:
     return _run(lambda: duration(text, option))
 
 
+def _config(path: str | None) -> dict[str, dict[str, Any]]:
+    """The settings file given with --config, else the usual one. A given file becomes this
+    process's ($POSTLENS_CONFIG), so that what reads settings by itself (the history
+    database's [history] key_file and content_filters) reads the same file."""
+    if path:
+        os.environ["POSTLENS_CONFIG"] = path
+    return _run(lambda: config.load(path))
+
+
 def _settings(path: str | None, name: str) -> dict[str, Any]:
-    return _run(lambda: config.section(config.load(path), name))
+    return config.section(_config(path), name)
 
 
 @main.command(context_settings=CONTEXT)
@@ -756,7 +765,7 @@ def watch(
     if not paths and not opts["journal"] and not opts["listen"]:
         _fail("give log files to follow, --journal or --listen", EXIT_USAGE)
     show = sys.stdout.isatty() if view is None else view
-    settings = _run(lambda: config.load(config_path))
+    settings = _config(config_path)
     from postlens.watch import default_state
 
     opts["state"] = opts["state"] or default_state()
@@ -808,7 +817,7 @@ def serve(
     except ImportError as e:
         _fail(f"the dashboard needs: pip install 'postlens[web]' ({e.name} is missing)", EXIT_USAGE)
 
-    settings = _run(lambda: config.load(config_path))
+    settings = _config(config_path)
     section = config.section(settings, "serve")
     queue = None
     if queue_file or read_queue:

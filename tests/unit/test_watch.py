@@ -4,8 +4,10 @@ the history database and the live view; a file followed from a saved position.""
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -179,6 +181,28 @@ def test_standard_input_is_followed_until_it_ends(tmp_path: Path) -> None:
         )  # fmt: skip
     assert again.returncode == 0 and again.stderr == b"", again.stderr
     assert postlens.report([], db=str(tmp_path / "f.db"), tz="UTC")[0]["totals"] == read["totals"]
+
+
+def test_the_settings_file_given_to_watch_is_the_history_database_s_too(tmp_path: Path) -> None:
+    """--config's [history] key_file pseudonymises what watch --db stores, as the usual
+    settings file's does: no other file is read behind the one given."""
+    key = tmp_path / "key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    settings = tmp_path / "postlens.toml"
+    settings.write_text(f'[history]\nkey_file = "{key}"\n')
+    today = time.strftime("%b %e", time.gmtime())
+    log = (Path(__file__).parents[1] / "data" / "remote-filter.log").read_text().replace("Jun  2", today)
+    db = tmp_path / "h.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "postlens", "watch", "-", "--db", str(db), "--no-queue", "--no-view",
+         "--tz", "UTC", "--state", str(tmp_path / "state.json"), "--config", str(settings)],
+        input=log.encode(), capture_output=True, timeout=120, env={**os.environ, "POSTLENS_CONFIG": ""},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    stored = "\n".join(text for (text,) in sqlite3.connect(db).execute("SELECT text FROM lines"))
+    assert stored.count("client=") == 5
+    assert "ann@a.example" not in stored and "192.0.2.10" not in stored
 
 
 def test_a_watch_that_cannot_start_leaves_nothing_running(tmp_path: Path) -> None:
