@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 _VERP_RE = re.compile(
@@ -55,6 +56,12 @@ def parent_domain(name: str) -> str:
     if m:
         return (m.group(2) + "." + m.group(3)).lower()
     return name
+
+
+@functools.lru_cache(maxsize=65536)
+def client_domain(host: str, ip: str) -> str:
+    """:func:`gimme_domain` of a client ``host[ip]``, remembered: one client sends many messages."""
+    return gimme_domain(f"{host}[{ip}]")
 
 
 def gimme_domain(client: str) -> str:

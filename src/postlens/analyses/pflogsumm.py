@@ -83,7 +83,13 @@ class PflogsummTotals:
         self.names = CommandNames(syslog_name)
         self.verp = verp_mung
         self.ignore_case = ignore_case
-        self.t = Tally()
+        t = self.t = Tally()
+        # looked up once (merging updates them in place)
+        self._totals = t.counter("totals")
+        self._senders = t.set("senders")
+        self._sending_domains = t.set("sending_domains")
+        self._recipients = t.set("recipients")
+        self._recipient_domains = t.set("recipient_domains")
 
     def _cmd(self, ev: Event) -> str | None:
         if ev.line.fmt not in PFLOGSUMM_FORMATS:
@@ -109,25 +115,24 @@ class PflogsummTotals:
             else:
                 total = None
             if total is not None:
-                self.t.counter("totals")[total] += 1
+                self._totals[total] += 1
         elif isinstance(ev, Arrival):
             if self._cmd(ev) in ("smtpd", "postscreen") and ev.line.pid:
-                self.t.counter("totals")["received"] += 1
+                self._totals["received"] += 1
         elif isinstance(ev, Pickup) and self._cmd(ev) == "pickup":
-            self.t.counter("totals")["received"] += 1
+            self._totals["received"] += 1
 
     def _received_from(self, msg: Message) -> str | None:
         """What pflogsumm keeps in %rcvdMsg for this message, or None when it saw no arrival."""
         a = msg.arrival
         if a is not None and self._cmd(a) in ("smtpd", "postscreen") and a.line.pid:
-            return norm.gimme_domain(f"{a.client_host}[{a.client_ip}]")
+            return norm.client_domain(a.client_host, a.client_ip)
         if msg.pickup is not None and self._cmd(msg.pickup) == "pickup":
             return "pickup"
         return None
 
     def add_message(self, msg: Message) -> None:
-        t = self.t
-        totals = t.counter("totals")
+        totals = self._totals
         size = 0
         q = msg.queued
         if q is not None and self._cmd(q) not in (None, "smtpd", "postscreen", "master"):
@@ -137,8 +142,8 @@ class PflogsummTotals:
                 addr = self._addr(q.sender) if q.sender else "from=<>"
                 at = addr.find("@")
                 dom = addr[at + 1 :] if at >= 0 and q.sender else (addr if whence == "pickup" else whence)
-                t.set("senders").add(addr)
-                t.set("sending_domains").add(dom)
+                self._senders.add(addr)
+                self._sending_domains.add(dom)
                 totals["bytes_received"] += size
         deferred = False
         for d in msg.deliveries:
@@ -153,9 +158,9 @@ class PflogsummTotals:
                 addr = self._addr(d.to)
                 totals["delivered"] += 1
                 totals["bytes_delivered"] += size
-                t.set("recipients").add(addr)
+                self._recipients.add(addr)
                 at = addr.find("@")
-                t.set("recipient_domains").add(addr[at + 1 :] if at >= 0 else addr)
+                self._recipient_domains.add(addr[at + 1 :] if at >= 0 else addr)
             elif status == "deferred":
                 totals["deferrals"] += 1
                 deferred = True

@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from datetime import date
 from typing import Any
 
-from postlens.analyses.report import COUNTED_FIELDS, TOTAL_FIELDS, TRAFFIC, TimeBuckets, percentile
+from postlens.analyses.report import COUNTED_FIELDS, TOTAL_FIELDS, TRAFFIC, TimeBuckets, centis, percentile
 from postlens.analyses.tally import Tally
 from postlens.dates import iso_utc
 
@@ -114,7 +114,7 @@ def build_result(t: Tally, buckets: TimeBuckets) -> dict[str, Any]:
         }
 
     n_del = sum(overall.values())
-    split = c("delay_split", Counter())
+    split = delay_split(c("delays", Counter()))
     n_split = split.get("n", 0)
     delays = {
         "deliveries": n_del,
@@ -278,6 +278,21 @@ def build_result(t: Tally, buckets: TimeBuckets) -> dict[str, Any]:
             "malformed_examples": [text for _, text in sorted(t.samples.get("malformed", []))],
         },
     }
+
+
+def delay_split(written: Counter[str]) -> Counter[str]:
+    """Centiseconds in each stage (a, b, c, d) of Postfix's ``delays=a/b/c/d`` and the number
+    of deliveries (n), from how often each value was written."""
+    split: Counter[str] = Counter()
+    for delays, n in written.items():
+        try:
+            a, b, c, d = (centis(float(part)) for part in delays.split("/"))
+        except ValueError:  # not four numbers
+            continue
+        for stage, value in zip("abcd", (a, b, c, d), strict=True):
+            split[stage] += value * n
+        split["n"] += n
+    return split
 
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

@@ -77,11 +77,10 @@ _REPLY_RE = re.compile(r"(\d{3})[ -](?:(\d\.\d{1,3}\.\d{1,3}) )?(.*)$", re.S)
 _ENVELOPE_RE = re.compile(
     r"(?:;|^) ?from=<" + _ADDR + r">(?:,? to=<" + _ADDR + r">)?(?:,? proto=[^\s,]+)?(?:,? helo=<([^>]*)>)?:?"
 )
-_NUMBER = r"\d+(?:\.\d+)?"  # delays as Postfix writes them; float() takes each
+# delay= is checked by float() after the match: a stricter pattern costs every line a third more
 _DELIVERY_RE = re.compile(
     r"to=<" + _ADDR + r">, (?:orig_to=<" + _ADDR + r">, )?relay=([^,]+), (?:conn_use=\d+, )?"
-    rf"delay=({_NUMBER}), (?:delays=({_NUMBER}(?:/{_NUMBER})*), )?"
-    r"(?:dsn=([\d.]+), )?status=(\S+)(?: \((.*)\))?"
+    r"delay=([\d.]+), (?:delays=([\d./]+), )?(?:dsn=([\d.]+), )?status=(\S+)(?: \((.*)\))?"
 )
 _QUEUED_RE = re.compile(r"from=<" + _ADDR + r">, size=(\d+), nrcpt=(\d+)")
 _EXPIRED_RE = re.compile(r"from=<" + _ADDR + r">, status=(force-expired|expired), returned to sender")
@@ -348,11 +347,20 @@ def parse_qmgr(line: Line, tag: Tag, payload: str) -> Event:
     if rest.startswith("from=<"):
         qm = _QUEUED_RE.match(rest)
         if qm is not None:
-            return Queued(line, tag, qid, qm.group(1), int(qm.group(2)), int(qm.group(3)))
+            sender, size, nrcpt = qm.groups()
+            return Queued(line, tag, qid, sender, int(size), int(nrcpt))
         em = _EXPIRED_RE.match(rest)
         if em is not None:
             return Expired(line, tag, qid, em.group(1), em.group(2) == "force-expired")
     return _qid_generic(line, tag, qid, rest)
+
+
+def _number(text: str) -> float | None:
+    """A number Postfix wrote (``0.15``, ``5129``), or None for one it did not (``1..2``)."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def parse_delivery(line: Line, tag: Tag, payload: str) -> Event:
@@ -373,8 +381,10 @@ def parse_delivery(line: Line, tag: Tag, payload: str) -> Event:
         dm = _DELIVERY_RE.match(rest)
         if dm is not None:
             to, orig, relay, delay, delays, dsn, status, reply = dm.groups()
-            return Delivery(line, tag, qid, to, orig or "", relay, float(delay), delays or "",
-                            dsn or "", status, reply or "")  # fmt: skip
+            seconds = _number(delay)
+            if seconds is not None:
+                return Delivery(line, tag, qid, to, orig or "", relay, seconds, delays or "",
+                                dsn or "", status, reply or "")  # fmt: skip
     return _qid_generic(line, tag, qid, rest)
 
 
