@@ -9,15 +9,33 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from postlens.addresses import ContentFilters
+from postlens.events import Event, EventParser
+from postlens.lines import LineParser, YearGuess, zone
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 CORPUS = Path(os.environ.get("POSTLENS_CORPUS", ROOT.parent / "shared" / "corpus"))
+
+
+def events_of(
+    lines: Iterable[str], year: int = 2026, filters: ContentFilters | None = None
+) -> Iterator[Event]:
+    """The event of each line (stamps of ``year``, UTC); each must be a mail program's."""
+    parser = LineParser(YearGuess(year, None, zone("UTC")), zone("UTC"))
+    events = EventParser(None, filters)
+    for text in lines:
+        line = parser.parse(text)
+        assert line is not None, text
+        ev = events.parse(line)
+        assert ev is not None, text
+        yield ev
 
 
 def need(condition: bool, reason: str) -> None:

@@ -17,6 +17,7 @@ from postlens.lines import LineParser, YearGuess, zone
 from postlens.metrics import Metrics
 from postlens.pipeline import Analysis, Settings
 from postlens.render import render
+from tests.conftest import events_of
 
 MIXED = (Path(__file__).parents[1] / "data" / "mixed.log").read_text().splitlines()
 UTC = zone("UTC")
@@ -68,14 +69,9 @@ def test_numbers_of_any_shape_in_postfix_s_fields_never_raise(template: str, num
     lines = [f"Nov  5 10:00:0{i} mx postfix/{d}[1]: {payload}" for i, d in enumerate(daemons)]
     a.read(lines, a.line_parser_for(None))
     render(a.finish(), "text")
-    metrics, parser, events = METRICS, a.line_parser_for(None), EventParser()
-    for text in lines:
-        line = parser.parse(text)
-        assert line is not None
-        ev = events.parse(line)
-        assert ev is not None
-        metrics.feed(ev)
-    metrics.exposition()
+    for ev in events_of(lines):
+        METRICS.feed(ev)
+    METRICS.exposition()
 
 
 @settings(max_examples=300)

@@ -15,7 +15,6 @@ import ssl
 import threading
 import urllib.error
 import urllib.request
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from postlens.access import Access
 from postlens.errors import UsageError
-from postlens.events import EventParser, Screen
-from postlens.lines import KIND_POSTFIX, Line, LineParser, Tag, YearGuess
+from postlens.events import Screen
+from postlens.lines import KIND_POSTFIX, Line, Tag
 from postlens.metrics import (
     CANDIDATES_PER_LABEL,
     CONTENT_TYPE,
@@ -36,7 +35,7 @@ from postlens.metrics import (
     parse_address,
     serve,
 )
-from tests.conftest import ROOT
+from tests.conftest import ROOT, events_of
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -129,13 +128,7 @@ QUEUE = [
 def feed(text: str, metrics: Metrics | None = None) -> Metrics:
     """Every line of ``text`` must be recognised by a mail-program parser."""
     m = metrics if metrics is not None else Metrics()
-    lines = LineParser(YearGuess(2025, None, UTC), UTC)
-    events = EventParser()
-    for raw in text.splitlines():
-        line = lines.parse(raw)
-        assert line is not None, raw
-        ev = events.parse(line)
-        assert ev is not None, raw
+    for ev in events_of(text.splitlines(), year=2025):
         m.feed(ev)
     return m
 

@@ -19,7 +19,7 @@ import pytest
 
 import postlens
 from postlens.watch import Live
-from tests.conftest import need
+from tests.conftest import DATA, events_of, need
 
 SASL_FAIL = "warning: unknown[192.0.2.9]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=bob"
 
@@ -107,20 +107,12 @@ def test_a_followed_file_resumes_where_it_stopped(tmp_path: Path) -> None:
 
 
 def test_the_live_view_counts_and_shows_alerts() -> None:
-    from postlens.events import EventParser
-    from postlens.lines import LineParser, YearGuess, zone
-
-    parser, events = LineParser(YearGuess(2026, None, zone("UTC")), zone("UTC")), EventParser()
     live = Live()
-    for text in (
+    for ev in events_of((
         f"Nov  5 10:00:00 mx postfix/smtpd[1]: {SASL_FAIL}",
         "Nov  5 10:00:01 mx postfix/smtp[2]: 1A2B3C: to=<a@slow.example>, relay=mx.slow.example[198.51.100.1]:25, "
         "delay=1, delays=0/0/0/1, dsn=4.4.1, status=deferred (connect to mx.slow.example: Connection timed out)",
-    ):
-        line = parser.parse(text)
-        assert line is not None
-        ev = events.parse(line)
-        assert ev is not None
+    )):  # fmt: skip
         live.feed(ev)
     live.alerts.append("CRITICAL logins 192.0.2.9")
     out = io.StringIO()
@@ -132,19 +124,11 @@ def test_the_live_view_counts_and_shows_alerts() -> None:
 
 
 def test_the_live_view_does_not_count_a_named_content_filter_s_hops() -> None:
-    from postlens.events import EventParser
-    from postlens.lines import LineParser, YearGuess, zone
-
-    log = (Path(__file__).parents[1] / "data" / "remote-filter.log").read_text().splitlines()
-    parser = LineParser(YearGuess(2026, None, zone("UTC")), zone("UTC"))
+    log = (DATA / "remote-filter.log").read_text().splitlines()
     delivered = []
     for filters in (postlens.ContentFilters(), postlens.ContentFilters(["198.51.100.7"])):
-        live, events = Live(), EventParser(None, filters)
-        for text in log:
-            line = parser.parse(text)
-            assert line is not None
-            ev = events.parse(line)
-            assert ev is not None
+        live = Live()
+        for ev in events_of(log, filters=filters):
             live.feed(ev)
         delivered.append(live.totals["delivered"])
     assert delivered == [6, 3]
