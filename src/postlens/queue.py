@@ -224,10 +224,13 @@ def _record(line: str) -> Queued | str:
         return str(e)
 
 
+_KIND_NAMES = {str: "a string", int: "a number", list: "a list"}
+
+
 def _field(obj: dict[str, Any], key: str, kind: type) -> Any:
     value = obj.get(key)
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise ValueError(f"{key} missing or not a {kind.__name__}")
+        raise ValueError(f"{key} missing or not {_KIND_NAMES[kind]}")
     return value
 
 
