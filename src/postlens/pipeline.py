@@ -125,38 +125,40 @@ class Analysis:
         lo = start if start is not None else float("-inf")
         hi = end if end is not None else float("inf")
         n = blank = malformed = outside = foreign = unknown = recognised = 0
-        for n, text in enumerate(lines, 1):
-            line = parse(text)
-            if line is None:
-                if not text.strip():
-                    blank += 1
+        try:
+            for n, text in enumerate(lines, 1):
+                line = parse(text)
+                if line is None:
+                    if not text.strip():
+                        blank += 1
+                        continue
+                    malformed += 1
+                    report.malformed((*order, n), text[:300])
                     continue
-                malformed += 1
-                report.malformed((*order, n), text[:300])
-                continue
-            if period and not (lo <= line.ts < hi):
-                outside += 1
-                continue
-            ev = parse_event(line)
-            if ev is None:
-                foreign += 1
-                continue
-            kind = type(ev)
-            if kind is Unknown:
-                unknown += 1
-                report.unrecognised((*order, n), text[:300])
-                continue
-            recognised += 1
-            for consume in consumers.get(kind, ()):
-                consume(ev)
-        report.coverage(
-            lines=n - blank,
-            malformed=malformed,
-            outside=outside,
-            foreign=foreign,
-            unrecognised=unknown,
-            recognised=recognised,
-        )
+                if period and not (lo <= line.ts < hi):
+                    outside += 1
+                    continue
+                ev = parse_event(line)
+                if ev is None:
+                    foreign += 1
+                    continue
+                kind = type(ev)
+                if kind is Unknown:
+                    unknown += 1
+                    report.unrecognised((*order, n), text[:300])
+                    continue
+                recognised += 1
+                for consume in consumers.get(kind, ()):
+                    consume(ev)
+        finally:  # a source that fails part way (a truncated archive) still counts what it gave
+            report.coverage(
+                lines=n - blank,
+                malformed=malformed,
+                outside=outside,
+                foreign=foreign,
+                unrecognised=unknown,
+                recognised=recognised,
+            )
 
     def read_source(self, source: Source) -> None:
         """Read one whole source; an unreadable one raises InputError after what it gave."""

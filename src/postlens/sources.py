@@ -18,7 +18,7 @@ import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from postlens import progress
 from postlens.errors import InputError
@@ -167,7 +167,53 @@ def _zstd_reader(raw: BinaryIO) -> BinaryIO:
         import zstandard
     except ImportError as e:
         raise InputError("", "zstd data needs the zstandard package") from e
-    return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
+    return _ZstdFrames(raw, zstandard.ZstdDecompressor())  # type: ignore[return-value]
+
+
+class _ZstdFrames(io.RawIOBase):
+    """The frames of a zstd file, one after another. zstandard's own stream reader ends
+    quietly where a frame is cut off; this one says so, as gzip, bzip2 and xz do."""
+
+    def __init__(self, raw: BinaryIO, dctx: Any) -> None:
+        self._raw = raw
+        self._dctx = dctx
+        self._frame = dctx.decompressobj()
+        self._begun = False  # the current frame has been given input
+        self._out = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._out:
+            data = self._raw.read(BLOCK)
+            if not data:
+                if self._begun:
+                    raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+                return 0
+            self._out = memoryview(self._decompress(data))
+        n = min(len(buffer), len(self._out))
+        buffer[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def _decompress(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            self._begun = True
+            out.append(self._frame.decompress(data))
+            if not self._frame.eof:
+                break
+            data = self._frame.unused_data  # the next frame begins here
+            self._frame = self._dctx.decompressobj()
+            self._begun = False
+        return b"".join(out)
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
 
 
 def _closing_both(stream: BinaryIO, under: BinaryIO) -> BinaryIO:
@@ -270,12 +316,14 @@ def iter_lines(src: Source, stream: BinaryIO, limit: int | None = None) -> Itera
     first = True
     done = 0
     left = limit
+    # read1: what a decompressor gave before it found its input cut off is not thrown away
+    read = getattr(stream, "read1", stream.read)
     try:
         while True:
             if left is None:
-                block = stream.read(BLOCK)
+                block = read(BLOCK)
             else:
-                block = stream.read(min(BLOCK, left))
+                block = read(min(BLOCK, left))
                 left -= len(block)
             if first:
                 first = False
@@ -317,6 +365,14 @@ def each_line(sources: list[Source], problems: list[InputError]) -> Iterator[tup
             problems.append(InputError(source.name, e.strerror or str(e)))
 
 
+# control bytes a text log does not hold (tab, line ends, form feed and escape it may)
+_CONTROL = bytes(b for b in range(32) if b not in b"\t\n\v\f\r\x1b") + b"\x7f"
+
+
 def _looks_binary(block: bytes) -> bool:
+    """Over 1% NUL bytes, or over 5% other control bytes, in the first 8 KiB: random or
+    compressed data has about 10%, a log next to none."""
     head = block[:8192]
-    return b"\x00" in head and head.count(b"\x00") > len(head) // 100
+    if b"\x00" in head and head.count(b"\x00") > len(head) // 100:
+        return True
+    return len(head) - len(head.translate(None, _CONTROL)) > len(head) // 20

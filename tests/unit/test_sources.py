@@ -2,12 +2,14 @@ import bz2
 import gzip
 import lzma
 import os
+import random
 import re
 from pathlib import Path
 
 import pytest
 import zstandard
 
+import postlens
 from postlens.errors import InputError
 from postlens.sources import expand, iter_lines, open_source, order_rotated
 
@@ -87,6 +89,7 @@ def test_problems_are_collected_not_raised(tmp_path: Path) -> None:
         (b"PK\x03\x04rest-of-zip", "unknown compression (zip)"),
         (b"\x04\x22\x4d\x18lz4", "unknown compression (lz4)"),
         (b"\x00\x01\x02\x00" * 100, "binary data, not a text log"),
+        (random.Random(5).randbytes(4000), "binary data, not a text log"),  # few NULs, many controls
     ],
 )
 def test_unreadable_content(tmp_path: Path, content: bytes, message: str) -> None:
@@ -97,12 +100,46 @@ def test_unreadable_content(tmp_path: Path, content: bytes, message: str) -> Non
         list(iter_lines(sources[0], stream))
 
 
-def test_truncated_gzip_keeps_what_was_read(tmp_path: Path) -> None:
-    path = tmp_path / "mail.log.1.gz"
-    path.write_bytes(gzip.compress(TEXT * 2000)[:-100])
-    sources, _ = expand([str(path)])
-    got: list[str] = []
-    with pytest.raises(InputError, match="unreadable after"), open_source(sources[0]) as stream:
-        for line in iter_lines(sources[0], stream):
-            got.append(line)
-    assert len(got) > 0
+def _zstd_partial(cut: bytes) -> bytes:
+    """What zstd's streaming decompressor makes of a cut-off file, frame by frame."""
+    dctx, out = zstandard.ZstdDecompressor(), b""
+    while cut:
+        frame = dctx.decompressobj()
+        out += frame.decompress(cut)
+        cut = frame.unused_data if frame.eof else b""
+    return out
+
+
+def _zstd_frames(text: bytes) -> bytes:
+    z = zstandard.ZstdCompressor()
+    return z.compress(text[:5000]) + z.compress(text[5000:])
+
+
+@pytest.mark.parametrize(
+    ("pack", "partial"),
+    [
+        (gzip.compress, None),  # the isal reader drops the last block it decompressed
+        (bz2.compress, None),  # a cut bzip2 block is lost whole
+        (lzma.compress, lambda cut: lzma.LZMADecompressor().decompress(cut)),
+        (lambda b: zstandard.ZstdCompressor().compress(b), _zstd_partial),
+        (_zstd_frames, _zstd_partial),
+    ],
+    ids=["gz", "bz2", "xz", "zst", "zst-frames"],
+)
+def test_a_truncated_archive_is_an_error_after_the_lines_it_gave(tmp_path: Path, pack, partial) -> None:
+    """A rotated log cut off (a disk that filled while compressing): the lines before the cut
+    are read and counted, and the source is named, for zstd too (its own reader ends quietly)."""
+    text = b"".join(b"Nov  5 10:%02d:%02d mx postfix/qmgr[1]: A%05d: removed\n" % (i // 60 % 60, i % 60, i)
+                    for i in range(40000))  # fmt: skip
+    packed = pack(text)
+    cut = packed[: len(packed) * 2 // 3]
+    path = tmp_path / "mail.log.1"
+    path.write_bytes(cut)
+    result, problems = postlens.report([str(path)], year=2026, tz="UTC", jobs=1)
+    assert [p.problem[:17] for p in problems] == ["unreadable after "]
+    lines = result["coverage"]["lines"]
+    assert result["coverage"]["recognised"] == lines  # whole lines only
+    if partial is None:
+        assert 0 < lines < 40000
+    else:
+        assert lines == partial(cut).count(b"\n") > 0
