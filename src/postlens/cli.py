@@ -55,8 +55,12 @@ def _fail(message: str, code: int) -> NoReturn:
     prog_name="postlens",
     message=f"%(prog)s, version %(version)s ({'compiled' if postlens.compiled() else 'plain Python'})",
 )
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Postfix mail logs into answers."""
+    # each command chooses its own settings file (--config), for as long as it runs
+    config.chosen = None
+    ctx.call_on_close(lambda: setattr(config, "chosen", None))
 
 
 _CONTENT_FILTER_OPTION = click.option(
@@ -503,11 +507,10 @@ def _length(text: str, option: str) -> int:
 
 
 def _config(path: str | None) -> dict[str, dict[str, Any]]:
-    """The settings file given with --config, else the usual one. A given file becomes this
-    process's ($POSTLENS_CONFIG), so that what reads settings by itself (the history
-    database's [history] key_file and content_filters) reads the same file."""
-    if path:
-        os.environ["POSTLENS_CONFIG"] = path
+    """The settings file given with --config, else the usual one. A given file is the
+    command's, so that what reads settings by itself (the history database's [history] db,
+    key_file and content_filters) reads the same file."""
+    config.chosen = path
     return _run(lambda: config.load(path))
 
 

@@ -1,6 +1,7 @@
 """config: the settings file (TOML) that commands read their defaults from.
 
-Looked for in this order: ``--config PATH``, ``$POSTLENS_CONFIG``,
+Looked for in this order: ``--config PATH`` (or the file the running command was given,
+:data:`chosen`), ``$POSTLENS_CONFIG``,
 ``~/.config/postlens/config.toml``, ``/etc/postlens/config.toml``; none is fine (every
 setting has a default). Options on the command line win over the file. docs/config.md
 lists every setting.
@@ -78,10 +79,17 @@ KNOWN: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 
 
+# the file a command was given (--config): also what the parts that read settings by
+# themselves (the history database's [history]) read, for as long as the command runs
+chosen: str | None = None
+
+
 def find(path: str | None = None) -> Path | None:
     """The settings file in use, or None when there is none."""
     if path:
         return Path(path)
+    if chosen:
+        return Path(chosen)
     env = os.environ.get("POSTLENS_CONFIG")
     if env:
         return Path(env)
