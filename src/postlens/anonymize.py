@@ -77,7 +77,7 @@ from postlens.events.postfix import (
     _TLS_RE,
     split_qid,
 )
-from postlens.lines import Line, LineParser, YearGuess, zone
+from postlens.lines import Line, LineParser, with_parsers, zone
 from postlens.output import output_path
 from postlens.sources import Source, each_line, expand
 
@@ -1002,10 +1002,7 @@ def _output(path: str | None) -> Iterator[IO[bytes]]:
 def _lines(
     rewriter: Rewriter, sources: list[Source], year: int | None, tz: Any, problems: list[InputError]
 ) -> Iterator[str]:
-    current, parser = None, None
-    for source, text in each_line(sources, problems):
-        if source is not current or parser is None:
-            current, parser = source, LineParser(YearGuess(year, source.mtime, tz), tz)
+    for parser, text in with_parsers(each_line(sources, problems), year, tz):
         yield rewriter.rewrite(text, parser)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
@@ -93,6 +94,19 @@ class Line:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return by_fields(self)
+
+
+def with_parsers(
+    lines: Iterable[tuple[Any, str]], year: int | None, tz: tzinfo | None
+) -> Iterator[tuple[LineParser, str]]:
+    """Each ``(source, text)`` of several sources, with a parser of its source: the year of
+    its year-less stamps guessed from the source's ``mtime``."""
+    current: Any = None
+    parser: LineParser | None = None
+    for source, text in lines:
+        if source is not current or parser is None:
+            current, parser = source, LineParser(YearGuess(year, source.mtime, tz), tz)
+        yield parser, text
 
 
 def utc_parser() -> LineParser:

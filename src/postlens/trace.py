@@ -26,7 +26,7 @@ from postlens.addresses import ContentFilters
 from postlens.dates import iso_utc
 from postlens.errors import InputError
 from postlens.events import Delivery, Event, EventParser, Reject, Tls
-from postlens.lines import Line, LineParser, YearGuess, zone
+from postlens.lines import Line, with_parsers, zone
 from postlens.messages import LINK_WINDOW, Correlator, Message, filter_discard, from_filter, hop_target
 from postlens.render import clean
 from postlens.sources import Source, each_line, expand
@@ -383,10 +383,7 @@ Records = Callable[[list[InputError]], Iterator[tuple[str, Line]]]
 
 def log_records(sources: list[Source], year: int | None, tz: Any) -> Records:
     def records(problems: list[InputError]) -> Iterator[tuple[str, Line]]:
-        current, parser = None, None
-        for source, text in each_line(sources, problems):
-            if source is not current or parser is None:
-                current, parser = source, LineParser(YearGuess(year, source.mtime, tz), tz)
+        for parser, text in with_parsers(each_line(sources, problems), year, tz):
             line = parser.parse(text)
             if line is not None:
                 yield text, line
