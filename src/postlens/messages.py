@@ -96,7 +96,7 @@ def filter_discard(d: Delivery) -> bool:
 
 
 # ports that mail servers, not content filters, listen on
-_MAIL_PORTS = frozenset(("25", "465", "587"))
+_MAIL_PORTS = frozenset(("25", "465", "587", "2525"))  # 2525: relay services
 
 
 def unnamed_filter(d: Delivery) -> bool:
