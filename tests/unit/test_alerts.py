@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from postlens import config
+from postlens.addresses import ContentFilters
 from postlens.alerts import (
     Alert,
     AlertEngine,
@@ -49,9 +50,9 @@ A, B = "192.0.2.1", "192.0.2.2"
 class Log:
     """Hand-written lines, ``t`` seconds after T0, through the real line and event parsers."""
 
-    def __init__(self) -> None:
+    def __init__(self, filters: ContentFilters | None = None) -> None:
         self.lines = LineParser(YearGuess(2026, None, Z), Z)
-        self.events = EventParser()
+        self.events = EventParser(None, filters)
 
     def __call__(self, t: float, payload: str) -> Event:
         stamp = datetime.fromtimestamp(T0 + t, UTC).strftime("%b %d %H:%M:%S")
@@ -162,6 +163,26 @@ def test_a_key_limits_a_rule_to_one_ip() -> None:
     engine = AlertEngine([Rule("b only", "auth_failures_ip", window=60, threshold=2, key=B)], [])
     fired = run(engine, log, [(0, failed(A)), (1, failed(A)), (2, failed(B)), (3, failed(B))])
     assert [(t, a.key) for t, a in fired] == [(3, B)]
+
+
+def test_a_named_content_filter_s_hops_and_refused_reinjections_are_not_judged() -> None:
+    """As for a filter on loopback: its hops are no deliveries, its re-injections (and their
+    rejects) are not clients' mail."""
+    hop = "filter.example[198.51.100.7]:10024"
+    steps = [(1, delivery("u@a.example", "sent", "250 2.0.0 Ok: queued as 9F8E7D", relay=hop))] * 5
+    steps += [(2, delivery("u@a.example", "bounced", "550 5.1.1 no such user"))]
+    steps += [(3, arrival("198.51.100.7"))] * 3 + [(4, reject("198.51.100.7"))] * 5 + [(5, arrival(A))]
+    fired = {}
+    for filters in (ContentFilters(), ContentFilters(["198.51.100.7"])):
+        rules = [
+            Rule("bounces", "bounce_rate", window=600, threshold=0.5, min_count=1),
+            Rule("rejects", "reject_rate", window=600, threshold=0.5, min_count=4),
+        ]
+        engine = AlertEngine(rules, [])
+        fired[bool(filters)] = [(t, a.rule, a.value) for t, a in run(engine, Log(filters), steps)]
+        engine.close()
+    # unnamed: 1 bounce of 6 "deliveries", 5 rejects of 9; named: 1 of 1, and one client only
+    assert fired == {False: [(4, "rejects", 0.5)], True: [(2, "bounces", 1.0)]}
 
 
 def test_rates_are_judged_from_the_minimum_count_and_skip_content_filter_hops() -> None:

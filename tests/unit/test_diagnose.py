@@ -166,6 +166,17 @@ def test_clients_refused_again_and_again_are_found_and_blocked(tmp_path: Path) -
     assert "203.0.113.50" in blocked and "198.51.100.60" not in blocked and "203.0.113.9" in blocked
 
 
+def test_a_named_content_filter_is_never_taken_for_an_attacker(tmp_path: Path) -> None:
+    """Its re-injections refused again and again (a filter on another host whose smtpd has
+    restrictions): like webmail on loopback, not a client to block."""
+    log = tmp_path / "mail.log"
+    log.write_text("\n".join(_reject(3600 + i, "198.51.100.7", i) for i in range(30)) + "\n")
+    plain, _ = postlens.security([str(log)], year=2026, tz="UTC")
+    assert [f["subject"] for f in plain["findings"] if f["kind"] == "repeated_rejects"] == ["198.51.100.7"]
+    named, _ = postlens.security([str(log)], year=2026, tz="UTC", content_filters=["198.51.100.0/24"])
+    assert [f for f in named["findings"] if f["kind"] == "repeated_rejects"] == []
+
+
 def test_brute_force_needs_the_failures_within_the_window(tmp_path: Path) -> None:
     log = tmp_path / "mail.log"
     log.write_text(SECURITY_LOG)

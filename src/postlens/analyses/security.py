@@ -137,7 +137,7 @@ class Security:
             self._screen[ev.client_ip, ev.action] += 1
 
     def _reject(self, ev: Reject) -> None:
-        if ev.action not in REJECTS or not ev.client_ip:
+        if ev.action not in REJECTS or not ev.client_ip or ev.filter_client:  # our own filter
             return
         self._reject_sec[ev.client_ip, int(ev.line.ts)] += 1
         if ev.client_host and ev.client_host != "unknown":

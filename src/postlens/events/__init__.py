@@ -109,7 +109,7 @@ class EventParser:
     def _mark_filter(ev: Event, filters: ContentFilters) -> None:
         if isinstance(ev, Delivery):
             ev.filter_relay = relay_ip(ev.relay) in filters
-        elif isinstance(ev, Arrival):
+        elif isinstance(ev, (Arrival, Reject)):
             ev.filter_client = ev.client_ip in filters
 
     def _choose(self, program: str) -> tuple[Tag, Parser | None]:

@@ -286,6 +286,7 @@ class Reject(QueueEvent):
     sender: str
     recipient: str
     helo: str
+    filter_client: bool  # the client is a content filter named by --content-filter
 
     def __init__(
         self,
@@ -302,6 +303,7 @@ class Reject(QueueEvent):
         sender: str,
         recipient: str,
         helo: str,
+        filter_client: bool = False,
     ) -> None:
         self.line = line
         self.tag = tag
@@ -316,6 +318,7 @@ class Reject(QueueEvent):
         self.sender = sender
         self.recipient = recipient
         self.helo = helo
+        self.filter_client = filter_client
 
 
 @dataclass(slots=True, init=False)
