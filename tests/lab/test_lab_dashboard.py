@@ -143,8 +143,9 @@ def test_security_lists_the_brute_force_ip(served: dict[str, Any], page: Any) ->
 def test_search_finds_a_message_and_opens_its_timeline(served: dict[str, Any], page: Any) -> None:
     con = sqlite3.connect(served["db"])
     qid, recipient = con.execute(
+        # one recipient: the lab also sends to several at once, and which queue ID comes first varies
         "SELECT qid, recipients FROM rollup_messages WHERE status = 'delivered' AND recipients LIKE '%@accept.test' "
-        "ORDER BY qid LIMIT 1"
+        "AND recipients NOT LIKE '% %' ORDER BY qid LIMIT 1"
     ).fetchone()
     con.close()
     page.goto(served["base"] + "/messages")
