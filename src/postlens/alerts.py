@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, Protocol, TextIO
 
-from postlens.addresses import is_loopback
 from postlens.analyses.problems import domain
 from postlens.analyses.reasons import Rules, split_reply
 from postlens.analyses.security import Security, SecurityOptions
@@ -44,7 +43,7 @@ from postlens.errors import UsageError
 from postlens.events import REJECTS, Arrival, AuthFailure, Delivery, Diagnostic, Event, Login, Reject, Verdict
 from postlens.lines import Line
 from postlens.mail import DEFAULT_SMTP, build_message, check_address, default_sender, parse_server, send_mail
-from postlens.messages import final_delivery, hop_target
+from postlens.messages import final_delivery, from_filter, hop_target
 
 KINDS = (
     "auth_failures_ip",
@@ -307,7 +306,7 @@ def _bounce(ev: Delivery) -> tuple[str, bool] | None:
 
 def _reject(ev: Reject | Arrival) -> tuple[str, bool] | None:
     # what this machine sends itself (content filters re-injecting, webmail) is not judged
-    if is_loopback(ev.client_ip) or ev.filter_client:
+    if from_filter(ev):
         return None
     if isinstance(ev, Reject):
         return ("", True) if ev.action in REJECTS else None

@@ -75,10 +75,10 @@ def _filter_relay(d: Delivery) -> bool:
     return is_loopback(ip) or ip == "localhost"
 
 
-def from_filter(a: Arrival) -> bool:
-    """Whether an arrival may be a content filter's re-injection (or local webmail): its client
-    is on loopback or named by --content-filter."""
-    return a.filter_client or is_loopback(a.client_ip)
+def from_filter(ev: Arrival | Reject) -> bool:
+    """Whether an arrival (or a reject) may be a content filter's re-injection, or local
+    webmail's: its client is on loopback or named by --content-filter."""
+    return ev.filter_client or is_loopback(ev.client_ip)
 
 
 def hop_target(d: Delivery) -> str:

@@ -300,7 +300,7 @@ class Report:
                     state["filter_discards"] += 1
                     discarded = True
                     continue
-                if "queued as" in d.reply and unnamed_filter(d):
+                if unnamed_filter(d):
                     self.t.counter("unnamed_filters")[d.relay] += 1
                 self._delivered(d, addr, dom, _domain_row(rdom, dom), size, notice, msg)
             elif status == "deferred":
