@@ -22,7 +22,7 @@ from postlens.analyses.report import ReportOptions
 from postlens.config import DEFAULT_KEEP_DAYS
 from postlens.dates import moment, period
 from postlens.errors import InputError, PostlensError, UsageError
-from postlens.lines import zone
+from postlens.lines import digits, zone
 from postlens.pipeline import Analysis, Settings, analyse
 
 # The other commands' modules are imported when first used: every command, and a Nagios
@@ -258,7 +258,7 @@ def check_rbl(
     port = 53
     if nameserver and nameserver.count(":") == 1:
         nameserver, _, number = nameserver.partition(":")
-        if not number.isdigit():
+        if not digits(number):
             raise UsageError(f"--nameserver: {number!r} is not a port")
         port = int(number)
     try:

@@ -41,7 +41,7 @@ from postlens.analyses.security import Security, SecurityOptions
 from postlens.dates import duration, iso_utc
 from postlens.errors import UsageError
 from postlens.events import REJECTS, Arrival, AuthFailure, Delivery, Diagnostic, Event, Login, Reject, Verdict
-from postlens.lines import Line
+from postlens.lines import Line, digits
 from postlens.mail import DEFAULT_SMTP, build_message, check_address, default_sender, parse_server, send_mail
 from postlens.messages import final_delivery, from_filter, hop_target
 
@@ -842,7 +842,7 @@ class LogDestination:
         else:
             host, _, port = address.rpartition(":")
             host = host.strip("[]")
-            if not host or not port.isdigit():
+            if not host or not digits(port):
                 raise UsageError(f"[alerts] syslog: {address!r} is not a socket path or host:port")
             self._family = socket.AF_INET6 if ":" in host else socket.AF_INET
             self._target = (host, int(port))

@@ -6,6 +6,7 @@ import time
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from postlens.errors import UsageError
+from postlens.lines import digits
 
 
 def _day(text: str, today: date) -> date:
@@ -40,7 +41,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 def _seconds(text: str) -> int | None:
     unit = _UNITS.get(text[-1:])
-    return int(text[:-1]) * unit if unit is not None and text[:-1].isdigit() else None
+    return int(text[:-1]) * unit if unit is not None and digits(text[:-1]) else None
 
 
 def duration(text: str, option: str) -> int:

@@ -36,7 +36,7 @@ from postlens.access import server_tls
 from postlens.errors import InputError, UsageError
 from postlens.history import fingerprint, skip_bytes
 from postlens.journal import UNITS, check_ended, journal_field, journal_line, json_object, one_line
-from postlens.lines import MONTHS
+from postlens.lines import MONTHS, digits
 from postlens.output import output_path
 from postlens.sources import BLOCK, Source, decode_lines, open_source
 
@@ -622,7 +622,7 @@ def _rfc5424(text: str, sender: str) -> str | None:
     end = _sd_end(rest) if rest else 0
     message = rest[max(end, 0) :].removeprefix(" ").removeprefix("\ufeff")  # malformed SD: kept as text
     host = sender if host == "-" else host
-    tag = f"{app}[{procid}]" if procid.isdigit() else app
+    tag = f"{app}[{procid}]" if digits(procid) else app
     return f"{stamp} {host} {tag}: {message}"
 
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from postlens.errors import InputError
+from postlens.lines import digits
 from postlens.sources import JOURNAL
 
 UNITS = ("postfix*", "dovecot*")  # Postfix (every instance) and the logins Dovecot checks
@@ -56,7 +57,7 @@ def journal_line(entry: dict[str, Any]) -> str | None:
     stamp = None
     for key in ("_SOURCE_REALTIME_TIMESTAMP", "__REALTIME_TIMESTAMP"):
         usec = journal_field(entry.get(key))
-        if usec is not None and usec.isdigit():
+        if usec is not None and digits(usec):
             stamp = (_EPOCH + timedelta(microseconds=int(usec))).astimezone()
             break
     if stamp is None:
@@ -64,7 +65,7 @@ def journal_line(entry: dict[str, Any]) -> str | None:
     host = journal_field(entry.get("_HOSTNAME")) or "localhost"
     ident = journal_field(entry.get("SYSLOG_IDENTIFIER")) or journal_field(entry.get("_COMM")) or "-"
     pid = journal_field(entry.get("_PID")) or journal_field(entry.get("SYSLOG_PID"))
-    tag = f"{ident}[{pid}]" if pid and pid.isdigit() else ident
+    tag = f"{ident}[{pid}]" if pid and digits(pid) else ident
     return f"{stamp.isoformat(timespec='microseconds')} {host} {tag}: {one_line(message)}"
 
 

@@ -109,6 +109,11 @@ def with_parsers(
         yield parser, text
 
 
+def digits(text: str) -> bool:
+    """Only ASCII digits: ``str.isdigit`` also takes "²", which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def utc_parser() -> LineParser:
     """A parser for the history database's lines: RFC 3339 stamps in UTC need no year guess."""
     return LineParser(YearGuess(None, None, UTC), UTC)
@@ -178,7 +183,7 @@ class LineParser:
                 if tag[-2:] == "]:":
                     i = tag.find("[")
                     sec = text[13:15]
-                    if i > 0 and sec.isdigit():
+                    if i > 0 and digits(sec):
                         return Line(
                             base + int(sec), parts[0], tag[:i], tag[i + 1 : -2], parts[2], FMT_CLASSIC
                         )

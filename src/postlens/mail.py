@@ -19,7 +19,7 @@ from typing import Any
 
 from postlens.dates import period
 from postlens.errors import EXIT_MAIL, PostlensError, UsageError
-from postlens.lines import zone
+from postlens.lines import digits, zone
 from postlens.render import RenderOptions, render
 
 DEFAULT_SMTP = "localhost:25"
@@ -54,7 +54,7 @@ def parse_server(text: str, option: str = "--smtp") -> tuple[str, int]:
         port = rest[1:] if rest else port
     elif host.count(":") == 1:
         host, _, port = host.partition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not digits(port) or not 0 < int(port) < 65536:
         raise UsageError(f"{option}: {text!r} is not HOST[:PORT] with a port from 1 to 65535")
     return host, int(port)
 

@@ -55,7 +55,7 @@ from postlens.events import (
     Unknown,
     Verdict,
 )
-from postlens.lines import KIND_POSTFIX
+from postlens.lines import KIND_POSTFIX, digits
 from postlens.messages import filter_discard, final_delivery, hop_target
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -691,7 +691,7 @@ class Metrics:
             self.postscreen_connects.inc()
         elif action in ("PASS NEW", "PASS OLD"):
             self.postscreen_passes.inc(action[5:].lower())
-        elif action == "DNSBL" and ev.detail.isdigit():
+        elif action == "DNSBL" and digits(ev.detail):
             self.postscreen_rank.observe(float(ev.detail))
         elif action == "HANGUP":
             self.postscreen_hangups.inc()

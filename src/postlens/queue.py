@@ -26,6 +26,7 @@ from typing import Any
 from postlens.analyses.reasons import Rules, split_reply
 from postlens.dates import iso_utc, moment
 from postlens.errors import InputError, UsageError
+from postlens.lines import digits
 from postlens.sources import Source, iter_lines, open_source
 
 QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
@@ -97,7 +98,7 @@ class ShapeOptions:
 def reference_time(text: str) -> int:
     """``--now``: epoch seconds, ISO 8601, or a time ago like ``2h``."""
     text = text.strip()
-    if text.isdigit():
+    if digits(text):
         return int(text)
     return int(moment(text, None, "--now"))
 
