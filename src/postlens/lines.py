@@ -18,6 +18,11 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
+try:
+    from postlens import _fastparse
+except ImportError:  # a plain-Python install (setup.py): the Python paths below do it all
+    _fastparse = None  # type: ignore[assignment]
+
 MONTHS = {
     m: i
     for i, m in enumerate(
@@ -174,7 +179,23 @@ class LineParser:
         return by_constructor(self, self.years, self.tz)
 
     def parse(self, text: str) -> Line | None:
-        # fast path: a classic stamp whose minute was seen before, and a "program[pid]:" tag
+        if _fastparse is not None:
+            got = _fastparse.classic_header(text, self._stamps, self._month)
+            if got is not None:
+                return Line(got[0], got[1], got[2], got[3], got[4], FMT_CLASSIC)
+        line = self.known_minute(text)
+        if line is not None:
+            return line
+        line = self._parse(text)
+        if line is not None and line.fmt == FMT_CLASSIC and text[15:16] == " ":
+            if len(self._stamps) > 4096:
+                self._stamps.clear()
+            self._stamps[text[:12]] = line.ts - int(text[13:15])
+        return line
+
+    def known_minute(self, text: str) -> Line | None:
+        """The fast path: a classic stamp whose minute was seen before, and a "program[pid]:" tag
+        (what ``_fastparse.classic_header`` does in C)."""
         base = self._stamps.get(text[:12])
         if base is not None and text[15:16] == " " and text[12:13] == ":" and text[:3] == self._month:
             parts = text[16:].split(" ", 2)
@@ -187,12 +208,7 @@ class LineParser:
                         return Line(
                             base + int(sec), parts[0], tag[:i], tag[i + 1 : -2], parts[2], FMT_CLASSIC
                         )
-        line = self._parse(text)
-        if line is not None and line.fmt == FMT_CLASSIC and text[15:16] == " ":
-            if len(self._stamps) > 4096:
-                self._stamps.clear()
-            self._stamps[text[:12]] = line.ts - int(text[13:15])
-        return line
+        return None
 
     def _parse(self, text: str) -> Line | None:
         if not text:

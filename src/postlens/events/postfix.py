@@ -35,12 +35,25 @@ from postlens.events.model import (
 )
 from postlens.lines import Line, Tag
 
+try:
+    from postlens import _fastparse
+except ImportError:  # a plain-Python install (setup.py): the Python paths below do it all
+    _fastparse = None  # type: ignore[assignment]
+
 _LONG_QID_RE = re.compile(r"[0-9A-Za-z]{10,}z[0-9A-Za-z]{2,}$")
 _HEX = "0123456789ABCDEF"
 
 
 def split_qid(payload: str) -> tuple[str, str] | None:
     """``(queue ID, rest)`` when the payload starts with ``QID: `` (short, long or NOQUEUE)."""
+    if _fastparse is not None:
+        got = _fastparse.split_qid(payload)
+        if got is not None:
+            return got
+    return split_qid_python(payload)
+
+
+def split_qid_python(payload: str) -> tuple[str, str] | None:
     i = payload.find(": ", 5, 26)
     if i < 0:
         return None
@@ -207,9 +220,9 @@ def parse_smtpd(line: Line, tag: Tag, payload: str) -> Event:
         if qid == "NOQUEUE":
             qid = ""
         if rest.startswith("client="):
-            cm = _CLIENT_RE.match(rest)
+            cm = client_fields(rest)
             if cm is not None:
-                host, ip, tail = cm.groups()
+                host, ip, tail = cm
                 kv = dict(_KV_RE.findall(tail)) if tail else {}
                 return Arrival(line, tag, qid, host, ip, kv.get("sasl_method", ""),
                                kv.get("sasl_username", ""), kv.get("orig_client", ""),
@@ -242,6 +255,23 @@ def parse_smtpd(line: Line, tag: Tag, payload: str) -> Event:
     if payload.startswith(_INFO_PREFIXES) or _HOST_IP_RE.match(payload) or _is_debug(payload):
         return Info(line, tag, "")
     return Unknown(line, tag, "")
+
+
+def client_fields(rest: str) -> tuple[str, str, str] | None:
+    """``client=host[ip]:port, more`` into host, IP and the rest."""
+    if _fastparse is not None:
+        got = _fastparse.client(rest)
+        if got is not None:
+            return got
+    return client_fields_python(rest)
+
+
+def client_fields_python(rest: str) -> tuple[str, str, str] | None:
+    cm = _CLIENT_RE.match(rest)
+    if cm is None:
+        return None
+    host, ip, tail = cm.groups()
+    return host, ip, tail
 
 
 def _tls(line: Line, tag: Tag, m: re.Match[str]) -> Tls:
@@ -345,14 +375,30 @@ def parse_qmgr(line: Line, tag: Tag, payload: str) -> Event:
     if rest.startswith("to=<"):
         return parse_delivery(line, tag, payload)
     if rest.startswith("from=<"):
-        qm = _QUEUED_RE.match(rest)
+        qm = queued_fields(rest)
         if qm is not None:
-            sender, size, nrcpt = qm.groups()
-            return Queued(line, tag, qid, sender, int(size), int(nrcpt))
+            return Queued(line, tag, qid, qm[0], qm[1], qm[2])
         em = _EXPIRED_RE.match(rest)
         if em is not None:
             return Expired(line, tag, qid, em.group(1), em.group(2) == "force-expired")
     return _qid_generic(line, tag, qid, rest)
+
+
+def queued_fields(rest: str) -> tuple[str, int, int] | None:
+    """qmgr's ``from=<sender>, size=N, nrcpt=N`` into sender, size and recipient count."""
+    if _fastparse is not None:
+        got = _fastparse.queued(rest)
+        if got is not None:
+            return got
+    return queued_fields_python(rest)
+
+
+def queued_fields_python(rest: str) -> tuple[str, int, int] | None:
+    qm = _QUEUED_RE.match(rest)
+    if qm is None:
+        return None
+    sender, size, nrcpt = qm.groups()
+    return sender, int(size), int(nrcpt)
 
 
 def _number(text: str) -> float | None:
@@ -378,14 +424,35 @@ def parse_delivery(line: Line, tag: Tag, payload: str) -> Event:
     qid = m[0]
     rest = m[1]
     if rest.startswith("to=<"):
-        dm = _DELIVERY_RE.match(rest)
+        dm = delivery_fields(rest)
         if dm is not None:
-            to, orig, relay, delay, delays, dsn, status, reply = dm.groups()
-            seconds = _number(delay)
-            if seconds is not None:
-                return Delivery(line, tag, qid, to, orig or "", relay, seconds, delays or "",
-                                dsn or "", status, reply or "")  # fmt: skip
+            to, orig, relay, seconds, delays, dsn, status, reply = dm
+            return Delivery(line, tag, qid, to, orig, relay, seconds, delays, dsn, status, reply)
     return _qid_generic(line, tag, qid, rest)
+
+
+Fields = tuple[str, str, str, float, str, str, str, str]
+
+
+def delivery_fields(rest: str) -> Fields | None:
+    """A delivery's ``to=<...>, ..., status=... (reply)``: to, orig_to, relay, delay, delays,
+    dsn, status and reply, "" for a part not written."""
+    if _fastparse is not None:
+        got = _fastparse.delivery(rest)
+        if got is not None:
+            return got
+    return delivery_fields_python(rest)
+
+
+def delivery_fields_python(rest: str) -> Fields | None:
+    dm = _DELIVERY_RE.match(rest)
+    if dm is None:
+        return None
+    to, orig, relay, delay, delays, dsn, status, reply = dm.groups()
+    seconds = _number(delay)
+    if seconds is None:
+        return None
+    return to, orig or "", relay, seconds, delays or "", dsn or "", status, reply or ""
 
 
 def parse_bounce(line: Line, tag: Tag, payload: str) -> Event:

@@ -1,0 +1,499 @@
+/* _fastparse: the commonest shapes of Postfix log line, taken apart in C.
+
+Every function here is a fast path of one Python function, named in its comment. It returns
+exactly what that function returns, or None when the text is not in the plain shape it knows;
+the caller then runs the Python function, which stays the reference (and the whole parser of a
+plain-Python install). tests/unit/test_fastparse.py holds each function to its reference on every
+line of the corpus and on generated text.
+
+Only ASCII text is taken, and the payload parsers take only printable ASCII (no control
+characters): there Python's regular-expression classes mean what they say in ASCII (\d is 0-9,
+\s is a space, . is anything), so the hand-written scans below match the patterns they stand for.
+*/
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+static const char *
+ascii_data(PyObject *text, Py_ssize_t *length)
+{
+    if (!PyUnicode_Check(text) || !PyUnicode_IS_ASCII(text)) {
+        return NULL;
+    }
+    *length = PyUnicode_GET_LENGTH(text);
+    return (const char *)PyUnicode_DATA(text);
+}
+
+static const char *
+printable_data(PyObject *text, Py_ssize_t *length)
+{
+    const char *data = ascii_data(text, length);
+    if (data == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < *length; k++) {
+        if ((unsigned char)data[k] < 0x20 || data[k] == 0x7f) {
+            return NULL;
+        }
+    }
+    return data;
+}
+
+static int
+is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int
+is_alnum(char c)
+{
+    return is_digit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+/* A cursor over printable ASCII. Each step returns 0 where the pattern it stands for fails. */
+typedef struct {
+    const char *data;
+    Py_ssize_t length;
+    Py_ssize_t pos;
+} Scan;
+
+static int
+take(Scan *s, const char *word)
+{
+    Py_ssize_t n = (Py_ssize_t)strlen(word);
+    if (s->length - s->pos < n || memcmp(s->data + s->pos, word, (size_t)n) != 0) {
+        return 0;
+    }
+    s->pos += n;
+    return 1;
+}
+
+static int
+starts(const Scan *s, const char *word)
+{
+    Py_ssize_t n = (Py_ssize_t)strlen(word);
+    return s->length - s->pos >= n && memcmp(s->data + s->pos, word, (size_t)n) == 0;
+}
+
+/* _ADDR followed by ">": the address up to the first ">", when it holds no quote (a quoted
+   local part may hold ">", which the Python pattern handles). Returns its end, or -1. */
+static Py_ssize_t
+address_end(const Scan *s)
+{
+    for (Py_ssize_t k = s->pos; k < s->length; k++) {
+        if (s->data[k] == '>') {
+            return k;
+        }
+        if (s->data[k] == '"') {
+            return -1;
+        }
+    }
+    return -1;
+}
+
+/* A run of at least one character among 0-9 and `also`; returns its end, or -1. */
+static Py_ssize_t
+number_end(const Scan *s, const char *also)
+{
+    Py_ssize_t k = s->pos;
+    while (k < s->length && (is_digit(s->data[k]) || (s->data[k] && strchr(also, s->data[k])))) {
+        k++;
+    }
+    return k > s->pos ? k : -1;
+}
+
+/* Builds a tuple of `n` values; the references passed in are stolen, and a NULL among them
+   (a failed allocation) fails the whole. */
+static PyObject *
+steal_tuple(Py_ssize_t n, PyObject **items)
+{
+    PyObject *tuple = NULL;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (items[k] == NULL) {
+            goto fail;
+        }
+    }
+    tuple = PyTuple_New(n);
+    if (tuple == NULL) {
+        goto fail;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyTuple_SET_ITEM(tuple, k, items[k]);
+    }
+    return tuple;
+fail:
+    for (Py_ssize_t k = 0; k < n; k++) {
+        Py_XDECREF(items[k]);
+    }
+    return NULL;
+}
+
+#define SUB(text, a, b) PyUnicode_Substring((text), (a), (b))
+
+/* LineParser.parse's first branch (lines.py): a classic stamp whose minute is known in `stamps`,
+   then "host program[pid]: payload". Returns (ts, host, program, pid, payload). */
+static PyObject *
+classic_header(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "classic_header(text, stamps, month)");
+        return NULL;
+    }
+    PyObject *text = args[0], *stamps = args[1], *month = args[2];
+    Py_ssize_t n, month_length;
+    const char *d = ascii_data(text, &n);
+    const char *m = ascii_data(month, &month_length);
+    if (d == NULL || m == NULL || !PyDict_Check(stamps) || n < 16 || month_length != 3) {
+        Py_RETURN_NONE;
+    }
+    if (d[15] != ' ' || d[12] != ':' || memcmp(d, m, 3) != 0 || !is_digit(d[13]) || !is_digit(d[14])) {
+        Py_RETURN_NONE;
+    }
+    /* text[16:].split(" ", 2) into host, tag and payload */
+    const char *space = memchr(d + 16, ' ', (size_t)(n - 16));
+    if (space == NULL) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t host_end = space - d;
+    space = memchr(d + host_end + 1, ' ', (size_t)(n - host_end - 1));
+    if (space == NULL) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t tag_start = host_end + 1, tag_end = space - d;
+    if (tag_end - tag_start < 2 || d[tag_end - 2] != ']' || d[tag_end - 1] != ':') {
+        Py_RETURN_NONE;
+    }
+    const char *bracket = memchr(d + tag_start, '[', (size_t)(tag_end - tag_start));
+    if (bracket == NULL || bracket - d == tag_start) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t pid_start = bracket - d + 1;
+
+    PyObject *key = SUB(text, 0, 12);
+    if (key == NULL) {
+        return NULL;
+    }
+    PyObject *base = PyDict_GetItemWithError(stamps, key); /* borrowed */
+    Py_DECREF(key);
+    if (base == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    if (!PyFloat_CheckExact(base)) {
+        Py_RETURN_NONE;
+    }
+    double second = (double)((d[13] - '0') * 10 + (d[14] - '0'));
+    PyObject *items[5] = {
+        PyFloat_FromDouble(PyFloat_AS_DOUBLE(base) + second),
+        SUB(text, 16, host_end),
+        SUB(text, tag_start, pid_start - 1),
+        SUB(text, pid_start, tag_end - 2),
+        SUB(text, tag_end + 1, n),
+    };
+    return steal_tuple(5, items);
+}
+
+/* split_qid (events/postfix.py): "QID: rest" with a short hex, long or NOQUEUE queue ID.
+   Returns (qid, rest). */
+static PyObject *
+split_qid(PyObject *module, PyObject *payload)
+{
+    Py_ssize_t n;
+    const char *d = ascii_data(payload, &n);
+    if (d == NULL) {
+        Py_RETURN_NONE;
+    }
+    /* payload.find(": ", 5, 26) */
+    Py_ssize_t end = n < 26 ? n : 26, i = -1;
+    for (Py_ssize_t k = 5; k + 1 < end; k++) {
+        if (d[k] == ':' && d[k + 1] == ' ') {
+            i = k;
+            break;
+        }
+    }
+    if (i < 0) {
+        Py_RETURN_NONE;
+    }
+    int found = i >= 6;
+    for (Py_ssize_t k = 0; found && k < i; k++) {
+        found = is_digit(d[k]) || (d[k] >= 'A' && d[k] <= 'F');
+    }
+    if (!found && i == 7 && memcmp(d, "NOQUEUE", 7) == 0) {
+        found = 1;
+    }
+    if (!found && i >= 13) {
+        /* _LONG_QID_RE on an all-alphanumeric ID: a "z" after ten or more characters and before
+           two or more */
+        int alnum = 1;
+        for (Py_ssize_t k = 0; alnum && k < i; k++) {
+            alnum = is_alnum(d[k]);
+        }
+        for (Py_ssize_t k = 10; alnum && !found && k <= i - 3; k++) {
+            found = d[k] == 'z';
+        }
+    }
+    if (!found) {
+        Py_RETURN_NONE;
+    }
+    PyObject *items[2] = {SUB(payload, 0, i), SUB(payload, i + 2, n)};
+    return steal_tuple(2, items);
+}
+
+/* _DELIVERY_RE and the delay's float (parse_delivery, events/postfix.py): the text after the
+   queue ID. Returns (to, orig_to, relay, delay, delays, dsn, status, reply), "" for a part
+   not written. */
+static PyObject *
+delivery(PyObject *module, PyObject *rest)
+{
+    Scan s = {0};
+    s.data = printable_data(rest, &s.length);
+    if (s.data == NULL || !take(&s, "to=<")) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t to_start = s.pos, to_end = address_end(&s);
+    if (to_end < 0) {
+        Py_RETURN_NONE;
+    }
+    s.pos = to_end + 1;
+    if (!take(&s, ", ")) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t orig_start = 0, orig_end = 0;
+    if (take(&s, "orig_to=<")) {
+        orig_start = s.pos;
+        orig_end = address_end(&s);
+        if (orig_end < 0) {
+            Py_RETURN_NONE;
+        }
+        s.pos = orig_end + 1;
+        if (!take(&s, ", ")) {
+            Py_RETURN_NONE;
+        }
+    }
+    if (!take(&s, "relay=")) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t relay_start = s.pos;
+    const char *comma = memchr(s.data + s.pos, ',', (size_t)(s.length - s.pos));
+    if (comma == NULL || comma - s.data == relay_start) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t relay_end = comma - s.data;
+    s.pos = relay_end;
+    if (!take(&s, ", ")) {
+        Py_RETURN_NONE;
+    }
+    if (take(&s, "conn_use=")) {
+        Py_ssize_t e = number_end(&s, "");
+        if (e < 0) {
+            Py_RETURN_NONE;
+        }
+        s.pos = e;
+        if (!take(&s, ", ")) {
+            Py_RETURN_NONE;
+        }
+    }
+    if (!take(&s, "delay=")) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t delay_start = s.pos, delay_end = number_end(&s, ".");
+    if (delay_end < 0) {
+        Py_RETURN_NONE;
+    }
+    s.pos = delay_end;
+    if (!take(&s, ", ")) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t delays_start = 0, delays_end = 0, dsn_start = 0, dsn_end = 0;
+    if (take(&s, "delays=")) {
+        delays_start = s.pos;
+        delays_end = number_end(&s, "./");
+        if (delays_end < 0) {
+            Py_RETURN_NONE;
+        }
+        s.pos = delays_end;
+        if (!take(&s, ", ")) {
+            Py_RETURN_NONE;
+        }
+    }
+    if (take(&s, "dsn=")) {
+        dsn_start = s.pos;
+        dsn_end = number_end(&s, ".");
+        if (dsn_end < 0) {
+            Py_RETURN_NONE;
+        }
+        s.pos = dsn_end;
+        if (!take(&s, ", ")) {
+            Py_RETURN_NONE;
+        }
+    }
+    if (!take(&s, "status=")) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t status_start = s.pos;
+    while (s.pos < s.length && s.data[s.pos] != ' ') {
+        s.pos++;
+    }
+    Py_ssize_t status_end = s.pos;
+    if (status_end == status_start) {
+        Py_RETURN_NONE;
+    }
+    /* " (" then the reply up to the last ")" */
+    Py_ssize_t reply_start = 0, reply_end = 0;
+    if (starts(&s, " (")) {
+        for (Py_ssize_t k = s.length - 1; k >= s.pos + 2; k--) {
+            if (s.data[k] == ')') {
+                reply_start = s.pos + 2;
+                reply_end = k;
+                break;
+            }
+        }
+    }
+
+    PyObject *delay_text = SUB(rest, delay_start, delay_end);
+    if (delay_text == NULL) {
+        return NULL;
+    }
+    PyObject *delay = PyFloat_FromString(delay_text);
+    Py_DECREF(delay_text);
+    if (delay == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_ValueError)) {
+            return NULL;
+        }
+        PyErr_Clear(); /* "1..2": not a number Postfix wrote; the Python path decides */
+        Py_RETURN_NONE;
+    }
+    PyObject *items[8] = {
+        SUB(rest, to_start, to_end),
+        SUB(rest, orig_start, orig_end),
+        SUB(rest, relay_start, relay_end),
+        delay,
+        SUB(rest, delays_start, delays_end),
+        SUB(rest, dsn_start, dsn_end),
+        SUB(rest, status_start, status_end),
+        SUB(rest, reply_start, reply_end),
+    };
+    return steal_tuple(8, items);
+}
+
+static PyObject *
+integer(PyObject *text, Py_ssize_t start, Py_ssize_t end)
+{
+    if (end - start <= 18) {
+        const char *d = (const char *)PyUnicode_DATA(text);
+        long long value = 0;
+        for (Py_ssize_t k = start; k < end; k++) {
+            value = value * 10 + (d[k] - '0');
+        }
+        return PyLong_FromLongLong(value);
+    }
+    PyObject *digits = SUB(text, start, end);
+    if (digits == NULL) {
+        return NULL;
+    }
+    PyObject *value = PyLong_FromUnicodeObject(digits, 10);
+    Py_DECREF(digits);
+    return value;
+}
+
+/* _QUEUED_RE and its two ints (parse_qmgr, events/postfix.py): "from=<sender>, size=N, nrcpt=N".
+   Returns (sender, size, nrcpt). */
+static PyObject *
+queued(PyObject *module, PyObject *rest)
+{
+    Scan s = {0};
+    s.data = printable_data(rest, &s.length);
+    if (s.data == NULL || !take(&s, "from=<")) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t sender_start = s.pos, sender_end = address_end(&s);
+    if (sender_end < 0) {
+        Py_RETURN_NONE;
+    }
+    s.pos = sender_end + 1;
+    if (!take(&s, ", size=")) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t size_start = s.pos, size_end = number_end(&s, "");
+    if (size_end < 0) {
+        Py_RETURN_NONE;
+    }
+    s.pos = size_end;
+    if (!take(&s, ", nrcpt=")) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t nrcpt_start = s.pos, nrcpt_end = number_end(&s, "");
+    if (nrcpt_end < 0) {
+        Py_RETURN_NONE;
+    }
+    PyObject *items[3] = {
+        SUB(rest, sender_start, sender_end),
+        integer(rest, size_start, size_end),
+        integer(rest, nrcpt_start, nrcpt_end),
+    };
+    return steal_tuple(3, items);
+}
+
+/* _CLIENT_RE (parse_smtpd, events/postfix.py): "client=host[ip]:port, more". Returns
+   (host, ip, the rest after the port). */
+static PyObject *
+client(PyObject *module, PyObject *rest)
+{
+    Scan s = {0};
+    s.data = printable_data(rest, &s.length);
+    if (s.data == NULL || !take(&s, "client=")) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t host_start = s.pos;
+    while (s.pos < s.length && s.data[s.pos] != ' ' && s.data[s.pos] != '[') {
+        s.pos++;
+    }
+    Py_ssize_t host_end = s.pos;
+    if (!take(&s, "[")) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t ip_start = s.pos;
+    const char *bracket = memchr(s.data + s.pos, ']', (size_t)(s.length - s.pos));
+    if (bracket == NULL) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t ip_end = bracket - s.data;
+    s.pos = ip_end + 1;
+    if (s.pos + 1 < s.length && s.data[s.pos] == ':' && is_digit(s.data[s.pos + 1])) {
+        s.pos++;
+        while (s.pos < s.length && is_digit(s.data[s.pos])) {
+            s.pos++;
+        }
+    }
+    PyObject *items[3] = {
+        SUB(rest, host_start, host_end),
+        SUB(rest, ip_start, ip_end),
+        SUB(rest, s.pos, s.length),
+    };
+    return steal_tuple(3, items);
+}
+
+static PyMethodDef methods[] = {
+    {"classic_header", (PyCFunction)(void (*)(void))classic_header, METH_FASTCALL,
+     "LineParser.parse's fast path: (ts, host, program, pid, payload) or None."},
+    {"split_qid", split_qid, METH_O, "split_qid's common cases: (qid, rest) or None."},
+    {"delivery", delivery, METH_O, "A delivery line's fields after the queue ID, or None."},
+    {"queued", queued, METH_O, "qmgr's from=<>, size=, nrcpt= fields, or None."},
+    {"client", client, METH_O, "smtpd's client=host[ip] fields, or None."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "postlens._fastparse",
+    "Fast paths in C for the commonest Postfix log lines (see the Python functions they mirror).",
+    0, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__fastparse(void)
+{
+    return PyModule_Create(&module_def);
+}
