@@ -19,9 +19,9 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 try:
-    from postlens import _fastparse
+    from postlens._fastparse import classic_header as _c_classic_header
 except ImportError:  # a plain-Python install (setup.py): the Python paths below do it all
-    _fastparse = None  # type: ignore[assignment]
+    _c_classic_header = None  # type: ignore[assignment]
 
 MONTHS = {
     m: i
@@ -179,8 +179,8 @@ class LineParser:
         return by_constructor(self, self.years, self.tz)
 
     def parse(self, text: str) -> Line | None:
-        if _fastparse is not None:
-            got = _fastparse.classic_header(text, self._stamps, self._month)
+        if _c_classic_header is not None:
+            got = _c_classic_header(text, self._stamps, self._month)
             if got is not None:
                 return Line(got[0], got[1], got[2], got[3], got[4], FMT_CLASSIC)
         line = self.known_minute(text)

@@ -116,8 +116,7 @@ class Analysis:
             gc.set_threshold(*thresholds)
 
     def _read(self, lines: Iterable[str], parser: LineParser, order: tuple[int, ...]) -> None:
-        parse = parser.parse
-        parse_event = self.events.parse
+        events = self.events
         consumers = self._consumers
         report = self.report
         start, end = self.settings.start, self.settings.end
@@ -127,7 +126,7 @@ class Analysis:
         n = blank = malformed = outside = foreign = unknown = recognised = 0
         try:
             for n, text in enumerate(lines, 1):
-                line = parse(text)
+                line = parser.parse(text)
                 if line is None:
                     if not text.strip():
                         blank += 1
@@ -138,7 +137,7 @@ class Analysis:
                 if period and not (lo <= line.ts < hi):
                     outside += 1
                     continue
-                ev = parse_event(line)
+                ev = events.parse(line)
                 if ev is None:
                     foreign += 1
                     continue

@@ -23,7 +23,7 @@ from typing import Any
 
 from postlens.analyses.problems import domain
 from postlens.analyses.report_result import weekly_pattern
-from postlens.analyses.tally import Tally, add_row, bump_max
+from postlens.analyses.tally import Tally, add_row, bump, bump_max
 from postlens.dates import iso_utc
 from postlens.events import REJECTS, AuthFailure, Reject
 from postlens.messages import ENDED_ABORTED, Arrived, Message, final_delivery
@@ -65,18 +65,18 @@ class Anomalies:
 
     def _reject(self, ev: Reject) -> None:
         if ev.action in REJECTS:
-            self._series[self._step(ev.line.ts), "rejected"] += 1
+            bump(self._series, (self._step(ev.line.ts), "rejected"))
 
     def _auth_failure(self, ev: AuthFailure) -> None:
-        self._series[self._step(ev.line.ts), "auth_failures"] += 1
+        bump(self._series, (self._step(ev.line.ts), "auth_failures"))
 
     def settle(self, msg: Arrived) -> None:
         """Received, counted as the report counts it (held and discarded mail too, a content
         filter's re-injection not)."""
         if msg.entered and not msg.reinjected:
-            self._series[self._step(msg.first_ts), "received"] += 1
+            bump(self._series, (self._step(msg.first_ts), "received"))
             local = datetime.fromtimestamp(msg.first_ts, self.tz)
-            self._received_at[local.date().isoformat(), local.hour] += 1
+            bump(self._received_at, (local.date().isoformat(), local.hour))
 
     def add_message(self, msg: Message) -> None:
         if msg.ended == ENDED_ABORTED:
@@ -90,7 +90,7 @@ class Anomalies:
             step = self._step(ts)
             status = "delivered" if d.status == "sent" else d.status
             if status in METRICS:
-                self._series[step, status] += 1
+                bump(self._series, (step, status))
             if status == "delivered":
                 self._delivered_at.add(int(ts // 60))
             add_row(self._domains, (step, domain(d.to)), 1, status == "deferred", status == "bounced")

@@ -19,7 +19,7 @@ import re
 from typing import Any, ClassVar
 
 from postlens.analyses import normalize as norm
-from postlens.analyses.tally import Tally
+from postlens.analyses.tally import Tally, bump
 from postlens.events import Arrival, Event, Pickup, Reject
 from postlens.lines import PFLOGSUMM_FORMATS, by_constructor
 from postlens.messages import Message
@@ -115,12 +115,12 @@ class PflogsummTotals:
             else:
                 total = None
             if total is not None:
-                self._totals[total] += 1
+                bump(self._totals, total)
         elif isinstance(ev, Arrival):
             if self._cmd(ev) in ("smtpd", "postscreen") and ev.line.pid:
-                self._totals["received"] += 1
+                bump(self._totals, "received")
         elif isinstance(ev, Pickup) and self._cmd(ev) == "pickup":
-            self._totals["received"] += 1
+            bump(self._totals, "received")
 
     def _received_from(self, msg: Message) -> str | None:
         """What pflogsumm keeps in %rcvdMsg for this message, or None when it saw no arrival."""
@@ -144,7 +144,7 @@ class PflogsummTotals:
                 dom = addr[at + 1 :] if at >= 0 and q.sender else (addr if whence == "pickup" else whence)
                 self._senders.add(addr)
                 self._sending_domains.add(dom)
-                totals["bytes_received"] += size
+                bump(totals, "bytes_received", size)
         deferred = False
         for d in msg.deliveries:
             cmd = self._cmd(d)
@@ -153,21 +153,21 @@ class PflogsummTotals:
             status = d.status
             if status == "sent":
                 if "forwarded as " in d.reply:
-                    totals["forwarded"] += 1
+                    bump(totals, "forwarded")
                     continue
                 addr = self._addr(d.to)
-                totals["delivered"] += 1
-                totals["bytes_delivered"] += size
+                bump(totals, "delivered")
+                bump(totals, "bytes_delivered", size)
                 self._recipients.add(addr)
                 at = addr.find("@")
                 self._recipient_domains.add(addr[at + 1 :] if at >= 0 else addr)
             elif status == "deferred":
-                totals["deferrals"] += 1
+                bump(totals, "deferrals")
                 deferred = True
             elif status == "bounced":
-                totals["bounced"] += 1
+                bump(totals, "bounced")
         if deferred:
-            totals["deferred"] += 1
+            bump(totals, "deferred")
 
     def add_session(self, sess: Any) -> None:
         pass

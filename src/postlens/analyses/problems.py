@@ -12,14 +12,13 @@ they end (the correlator hands them over), so the counts merge exactly across ch
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
 from postlens.analyses.reasons import Rules, Verdict, describe_status, split_reply
-from postlens.analyses.tally import Tally
+from postlens.analyses.tally import Counts, Tally, bump
 from postlens.dates import iso_utc
 from postlens.events import REJECTS, Reject
 from postlens.messages import Message
@@ -76,10 +75,10 @@ class Problems:
     def _count_reply(self, verdict: Verdict, kind: str, code: str, dsn: str, text: str, ts: float) -> str:
         """Count one reply line of the current period under its reason; the reason's id."""
         r = verdict.reason.id
-        self._events[r, kind] += 1
-        self._codes[r, code, dsn] += 1
+        bump(self._events, (r, kind))
+        bump(self._codes, (r, code, dsn))
         if verdict.provider is not None:
-            self._providers[r, verdict.provider.name] += 1
+            bump(self._providers, (r, verdict.provider.name))
             self._urls[verdict.provider.name] = verdict.provider.url
         if ts > self._last.get(r, -1e18):
             self._last[r] = ts
@@ -97,15 +96,15 @@ class Problems:
             return
         verdict = self.rules.classify("reject", ev.code, ev.dsn, ev.reason, ev.stage)
         r = verdict.reason.id
-        self._messages[r, period] += 1
+        bump(self._messages, (r, period))
         if ev.recipient:
-            self._recipients[r, period] += 1
+            bump(self._recipients, (r, period))
         if period != CURRENT:
             return
         self._count_reply(verdict, "reject", ev.code, ev.dsn, ev.reason, ts)
         if ev.recipient:
-            self._domains[r, domain(ev.recipient)] += 1
-        self._hosts[r, f"{ev.client_host}[{ev.client_ip}]" if ev.client_ip else ev.client_host] += 1
+            bump(self._domains, (r, domain(ev.recipient)))
+        bump(self._hosts, (r, f"{ev.client_host}[{ev.client_ip}]" if ev.client_ip else ev.client_host))
 
     def add_message(self, msg: Message) -> None:
         hit: set[tuple[str, int]] = set()
@@ -127,13 +126,13 @@ class Problems:
         if msg.expired is not None:
             self._expired(msg, last)
         for key in hit:
-            self._messages[key] += 1
+            bump(self._messages, key)
         for (r, period, to), host in recipients.items():
-            self._recipients[r, period] += 1
+            bump(self._recipients, (r, period))
             if period == CURRENT:
-                self._domains[r, domain(to)] += 1
+                bump(self._domains, (r, domain(to)))
                 if host:
-                    self._hosts[r, host] += 1
+                    bump(self._hosts, (r, host))
 
     def _expired(self, msg: Message, last: Verdict | None) -> None:
         """An expiry has no reply of its own: it failed for the reason of its last deferral."""
@@ -181,11 +180,14 @@ class Problems:
         return {
             "id": r,
             "title": reason.title,
-            "messages": self._messages[r, CURRENT],
-            "recipients": self._recipients[r, CURRENT],
-            "replies": {kind: self._events[r, kind] for kind in KINDS},
+            "messages": self._messages.get((r, CURRENT), 0),
+            "recipients": self._recipients.get((r, CURRENT), 0),
+            "replies": {kind: self._events.get((r, kind), 0) for kind in KINDS},
             "previous": (
-                {"messages": self._messages[r, PREVIOUS], "recipients": self._recipients[r, PREVIOUS]}
+                {
+                    "messages": self._messages.get((r, PREVIOUS), 0),
+                    "recipients": self._recipients.get((r, PREVIOUS), 0),
+                }
                 if compared
                 else None
             ),
@@ -207,12 +209,12 @@ class Problems:
         }
 
 
-def _ranked(counter: Counter[Any], reason: str) -> list[tuple[tuple[Any, ...], int]]:
+def _ranked(counter: Counts, reason: str) -> list[tuple[tuple[Any, ...], int]]:
     """The rows of ``counter`` under ``reason``, most first, at most TOP."""
     rows = [(key[1:], n) for key, n in counter.items() if key[0] == reason]
     rows.sort(key=lambda kv: (-kv[1], kv[0]))
     return rows[:TOP]
 
 
-def _top(counter: Counter[Any], reason: str, name: str, what: str) -> list[dict[str, Any]]:
+def _top(counter: Counts, reason: str, name: str, what: str) -> list[dict[str, Any]]:
     return [{name: key[0], what: n} for key, n in _ranked(counter, reason)]

@@ -17,7 +17,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from postlens.analyses import normalize as norm
-from postlens.analyses.tally import Tally, add_row, bump_max
+from postlens.analyses.tally import Tally, add_counts, add_one, bump, bump_max
 from postlens.events import (
     Arrival,
     AuthFailure,
@@ -150,30 +150,30 @@ class Report:
         t = self.t
         total = _ACTION_TOTAL.get(ev.action)
         if total is None:
-            t.counter("actions")[ev.action] += 1
+            bump(t.counter("actions"), ev.action)
             return
-        self._totals[(ev.line.host, total)] += 1
+        bump(self._totals, (ev.line.host, total))
         if total == "rejected":
-            self._traffic[(int(ev.line.ts // 900), "rejected")] += 1
-            t.counter("reject_kind")[ev.stage] += 1
+            bump(self._traffic, (int(ev.line.ts // 900), "rejected"))
+            bump(t.counter("reject_kind"), ev.stage)
             if ev.client_ip:
-                t.counter("reject_client")[ev.client_ip] += 1
-            t.counter("reject_code")[ev.code or ev.dsn or "-"] += 1
+                bump(t.counter("reject_client"), ev.client_ip)
+            bump(t.counter("reject_code"), ev.code or ev.dsn or "-")
         who = self._reject_who(ev)
-        t.counter("detail_" + total)[(ev.tag.daemon, ev.stage, norm.reason(ev.reason), who)] += 1
+        bump(t.counter("detail_" + total), (ev.tag.daemon, ev.stage, norm.reason(ev.reason), who))
 
     def _diagnostic(self, ev: Diagnostic) -> None:
-        self.t.counter("diag_" + ev.level)[(ev.tag.daemon, norm.reason(ev.text))] += 1
+        bump(self.t.counter("diag_" + ev.level), (ev.tag.daemon, norm.reason(ev.text)))
 
     def _auth_failure(self, ev: AuthFailure) -> None:
         c = self.t.counter("auth_fail")
-        c[("total", "")] += 1
-        c[("ip", ev.client_ip or "-")] += 1
-        c[("user", ev.username.lower() if ev.username else "(unknown)")] += 1
-        c[("method", ev.method or "-")] += 1
-        c[("service", ev.tag.daemon)] += 1
+        bump(c, ("total", ""))
+        bump(c, ("ip", ev.client_ip or "-"))
+        bump(c, ("user", ev.username.lower() if ev.username else "(unknown)"))
+        bump(c, ("method", ev.method or "-"))
+        bump(c, ("service", ev.tag.daemon))
         if ev.tag.kind == KIND_POSTFIX:  # Postfix logs it as a warning too
-            self.t.counter("diag_warning")[(ev.tag.daemon, "SASL authentication failed")] += 1
+            bump(self.t.counter("diag_warning"), (ev.tag.daemon, "SASL authentication failed"))
 
     def _arrival(self, ev: Arrival) -> None:
         if ev.sasl_username and ev.qid:
@@ -184,32 +184,32 @@ class Report:
 
     def _connect(self, ev: Connect) -> None:
         if ev.tag.daemon == "smtpd":
-            self.t.counter("smtpd")["connects"] += 1
+            bump(self.t.counter("smtpd"), "connects")
 
     def _tls(self, ev: Tls) -> None:
         c = self.t.counter("tls_" + ev.direction)
-        c[("total", "")] += 1
-        c[("protocol", ev.protocol)] += 1
-        c[("trust", ev.trust)] += 1
-        c[("cipher", ev.cipher)] += 1
+        bump(c, ("total", ""))
+        bump(c, ("protocol", ev.protocol))
+        bump(c, ("trust", ev.trust))
+        bump(c, ("cipher", ev.cipher))
 
     def _screen(self, ev: Screen) -> None:
-        self.t.counter("screen")[ev.action] += 1
+        bump(self.t.counter("screen"), ev.action)
         if ev.action == "LISTED":
-            self.t.counter("dnsbl")[ev.detail.split(" ", 1)[0]] += 1
+            bump(self.t.counter("dnsbl"), ev.detail.split(" ", 1)[0])
 
     def _notice(self, ev: Notice) -> None:
-        self._totals[(ev.line.host, "notifications")] += 1
-        self.t.counter("notice_kind")[ev.kind] += 1
+        bump(self._totals, (ev.line.host, "notifications"))
+        bump(self.t.counter("notice_kind"), ev.kind)
 
     def _master(self, ev: MasterMessage) -> None:
-        self.t.counter("master")[ev.text] += 1
+        bump(self.t.counter("master"), ev.text)
 
     def _verdict(self, ev: Verdict) -> None:
-        self.t.counter("verdicts")[(ev.check, ev.verdict)] += 1
+        bump(self.t.counter("verdicts"), (ev.check, ev.verdict))
 
     def _connect_failure(self, ev: ConnectFailure) -> None:
-        self.t.counter("smtp_failures")[(norm.reason(ev.reason).lower(), ev.peer)] += 1
+        bump(self.t.counter("smtp_failures"), (norm.reason(ev.reason).lower(), ev.peer))
 
     def _reject_who(self, ev: Reject) -> str:
         reason = ev.reason
@@ -227,11 +227,11 @@ class Report:
 
     def _auth_success(self, ip: str, user: str, method: str, service: str) -> None:
         c = self.t.counter("auth_ok")
-        c[("total", "")] += 1
-        c[("ip", ip or "-")] += 1
-        c[("user", user.lower() or "(unknown)")] += 1
-        c[("method", (method or "-").upper())] += 1
-        c[("service", service)] += 1
+        bump(c, ("total", ""))
+        bump(c, ("ip", ip or "-"))
+        bump(c, ("user", user.lower() or "(unknown)"))
+        bump(c, ("method", (method or "-").upper()))
+        bump(c, ("service", service))
 
     def unrecognised(self, order: Any, text: str) -> None:
         self.t.sample("unrecognised", order, text)
@@ -240,7 +240,7 @@ class Report:
         self.t.sample("malformed", order, text)
 
     def coverage(self, **counts: int) -> None:
-        self.t.counter("coverage").update(counts)
+        add_counts(self.t.counter("coverage"), counts)
 
     # -- sessions and messages -----------------------------------------------------
 
@@ -254,17 +254,17 @@ class Report:
         dom = norm.client_domain(sess.connect.client_host, sess.connect.client_ip)
         quarter = int(sess.disconnect.line.ts // 900)
         for name, key in (("conn_quarter", quarter), ("conn_dom", dom)):
-            add_row(t.vector(name), key, 1, secs)
+            add_one(t.vector(name), key, secs)
             bump_max(t.maximum(name), key, secs)
 
     def add_message(self, msg: Message) -> None:
         state = self._messages
         if msg.headless or msg.ended == ENDED_OPEN:
-            state["incomplete"] += 1
+            bump(state, "incomplete")
         else:
-            state["complete"] += 1
+            bump(state, "complete")
         if msg.ended == ENDED_ABORTED:
-            state["aborted"] += 1
+            bump(state, "aborted")
             return
         if not msg.link_pending:
             self.settle(msg.arrived())
@@ -275,7 +275,7 @@ class Report:
             span["last"] = msg.last_ts
         size = msg.size
         if msg.expired is not None:
-            self._totals[(msg.host, "expired")] += 1
+            bump(self._totals, (msg.host, "expired"))
         if not msg.deliveries:
             return
         notice = msg.origin == "" and not msg.headless and msg.sender == ""
@@ -291,81 +291,81 @@ class Report:
             status = d.status
             if status == "sent":
                 if hop_target(d):
-                    state["hops"] += 1
+                    bump(state, "hops")
                     continue
                 if "forwarded as " in d.reply:
-                    totals[(host, "forwarded")] += 1
+                    bump(totals, (host, "forwarded"))
                     continue
                 if filter_discard(d):
-                    state["filter_discards"] += 1
+                    bump(state, "filter_discards")
                     discarded = True
                     continue
                 if unnamed_filter(d):
-                    self.t.counter("unnamed_filters")[d.relay] += 1
+                    bump(self.t.counter("unnamed_filters"), d.relay)
                 self._delivered(d, addr, dom, _domain_row(rdom, dom), size, notice, msg)
             elif status == "deferred":
                 deferred = True
-                totals[(host, "deferrals")] += 1
-                traffic[(int(d.line.ts // 900), "deferred")] += 1
+                bump(totals, (host, "deferrals"))
+                bump(traffic, (int(d.line.ts // 900), "deferred"))
                 _domain_row(rdom, dom)[3] += 1
                 bump_max(self._rdom_max, dom, centis(d.delay))
-                self.t.counter("deferral_reasons")[(d.tag.daemon, norm.reason(d.reply))] += 1
+                bump(self.t.counter("deferral_reasons"), (d.tag.daemon, norm.reason(d.reply)))
             elif status == "bounced":
-                totals[(host, "bounced")] += 1
-                traffic[(int(d.line.ts // 900), "bounced")] += 1
+                bump(totals, (host, "bounced"))
+                bump(traffic, (int(d.line.ts // 900), "bounced"))
                 _domain_row(rdom, dom)[4] += 1
-                self.t.counter("bounce_reasons")[(d.relay, norm.reason(d.reply))] += 1
+                bump(self.t.counter("bounce_reasons"), (d.relay, norm.reason(d.reply)))
             elif status in ("deliverable", "undeliverable", "undeliverable-but-not-cached"):
-                self.t.counter("verify")[status] += 1
+                bump(self.t.counter("verify"), status)
             else:
-                self.t.counter("other_status")[status] += 1
+                bump(self.t.counter("other_status"), status)
         if deferred:
-            totals[(host, "deferred")] += 1
+            bump(totals, (host, "deferred"))
         if discarded:
-            totals[(host, "discarded")] += 1
+            bump(totals, (host, "discarded"))
 
     def settle(self, msg: Arrived) -> None:
         """Count a message's arrival, once it is known whether it is a filter's re-injection."""
         if msg.reinjected:
-            self._messages["reinjected"] += 1
+            bump(self._messages, "reinjected")
         elif msg.entered:
             self._received(msg, msg.size or 0)
 
     def _received(self, msg: Arrived, size: int) -> None:
         totals = self._totals
-        totals[(msg.host, "received")] += 1
-        totals[(msg.host, "bytes_received")] += size
-        self._traffic[(int(msg.first_ts // 900), "received")] += 1
+        bump(totals, (msg.host, "received"))
+        bump(totals, (msg.host, "bytes_received"), size)
+        bump(self._traffic, (int(msg.first_ts // 900), "received"))
         sender = self._addr(msg.sender or "")
-        add_row(self._senders, sender, 1, size)
+        add_one(self._senders, sender, size)
         at = sender.rfind("@")
         if at >= 0:
             dom = sender[at + 1 :]
         else:
             dom = norm.client_name(msg.client_host, msg.client_ip) if msg.client_ip else "(local)"
-        add_row(self._sdom, dom, 1, size)
+        add_one(self._sdom, dom, size)
 
     def _delivered(self, d: Delivery, addr: str, dom: str, row: list[int], size: int | None,
                    notice: bool, msg: Message) -> None:  # fmt: skip
-        self._totals[(msg.host, "delivered")] += 1
-        self._traffic[(int(d.line.ts // 900), "delivered")] += 1
+        bump(self._totals, (msg.host, "delivered"))
+        bump(self._traffic, (int(d.line.ts // 900), "delivered"))
         if notice:
-            self._messages["notice_deliveries"] += 1
+            bump(self._messages, "notice_deliveries")
         if size is None:
             self.t.sample("no_size", (msg.host, msg.qid, addr), f"{msg.qid}\t{addr}")
-            self._messages["no_size"] += 1
+            bump(self._messages, "no_size")
             size = 0
         else:
-            self._totals[(msg.host, "bytes_delivered")] += size
-        add_row(self._recipients, addr, 1, size)
+            bump(self._totals, (msg.host, "bytes_delivered"), size)
+        add_one(self._recipients, addr, size)
         delay = centis(d.delay)
         row[0] += 1
         row[1] += size
         row[2] += delay
         bump_max(self._rdom_max, dom, delay)
-        self._hist[(dom, delay)] += 1
+        bump(self._hist, (dom, delay))
         if d.delays:
-            self._split[d.delays] += 1  # few distinct values: added up in the result
+            bump(self._split, d.delays)  # few distinct values: added up in the result
 
     # -- merging and results ---------------------------------------------------------
 

@@ -11,18 +11,18 @@ from datetime import date
 from typing import Any
 
 from postlens.analyses.report import COUNTED_FIELDS, TOTAL_FIELDS, TRAFFIC, TimeBuckets, centis, percentile
-from postlens.analyses.tally import Tally
+from postlens.analyses.tally import Counts, Tally
 from postlens.dates import iso_utc
 
 SCHEMA_VERSION = 1
 PERCENTILES = (50, 90, 99)
 
 
-def _ranked(counter: Counter[Any] | dict[Any, int]) -> list[tuple[Any, int]]:
+def _ranked(counter: Counts) -> list[tuple[Any, int]]:
     return sorted(counter.items(), key=lambda kv: (-kv[1], str(kv[0])))
 
 
-def _content_checks(verdicts: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
+def _content_checks(verdicts: Counts) -> dict[str, dict[str, int]]:
     """Verdicts by check (amavis, spamassassin, spf, dkim, dmarc, greylisting), most first."""
     out: dict[str, dict[str, int]] = {}
     for (check, verdict), n in _ranked(verdicts):
@@ -30,7 +30,7 @@ def _content_checks(verdicts: Counter[tuple[str, str]]) -> dict[str, dict[str, i
     return dict(sorted(out.items()))
 
 
-def _grouped(counter: Counter[tuple[str, str]], prefix: str) -> dict[str, int]:
+def _grouped(counter: Counts, prefix: str) -> dict[str, int]:
     return {k[1]: v for k, v in _ranked(counter) if k[0] == prefix}
 
 
@@ -280,7 +280,7 @@ def build_result(t: Tally, buckets: TimeBuckets) -> dict[str, Any]:
     }
 
 
-def delay_split(written: Counter[str]) -> Counter[str]:
+def delay_split(written: Counts) -> Counter[str]:
     """Centiseconds in each stage (a, b, c, d) of Postfix's ``delays=a/b/c/d`` and the number
     of deliveries (n), from how often each value was written."""
     split: Counter[str] = Counter()
@@ -298,7 +298,7 @@ def delay_split(written: Counter[str]) -> Counter[str]:
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-def weekly_pattern(counts: Counter[tuple[str, int]], days: list[str]) -> dict[str, Any]:
+def weekly_pattern(counts: Counts, days: list[str]) -> dict[str, Any]:
     """Messages per hour of day by weekday, averaged over the ``days`` (ISO dates) of each
     weekday: when the server is busy, for planning campaigns and capacity."""
     per_weekday = [0] * 7

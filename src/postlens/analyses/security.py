@@ -32,7 +32,7 @@ from datetime import tzinfo
 from typing import Any
 
 from postlens.addresses import is_loopback
-from postlens.analyses.tally import Tally, add_row, bump_max
+from postlens.analyses.tally import Counts, Tally, add_row, bump, bump_max
 from postlens.dates import iso_utc
 from postlens.events import REJECTS, Arrival, AuthFailure, Login, Reject, Screen, SessionProblem
 from postlens.lines import KIND_POSTFIX, Tag
@@ -113,10 +113,10 @@ class Security:
 
     def _failure(self, ev: AuthFailure) -> None:
         ip = ev.client_ip or "unknown"
-        self._fail_sec[ip, int(ev.line.ts)] += 1
-        self._fail_user[ip, ev.username.lower()] += 1
-        self._fail_method[ip, ev.method or "?"] += 1
-        self._fail_service[service(ev.tag)] += 1
+        bump(self._fail_sec, (ip, int(ev.line.ts)))
+        bump(self._fail_user, (ip, ev.username.lower()))
+        bump(self._fail_method, (ip, ev.method or "?"))
+        bump(self._fail_service, service(ev.tag))
         if ev.client_host and ev.client_host != "unknown":
             bump_max(self._hosts, ip, ev.client_host)
 
@@ -134,22 +134,22 @@ class Security:
 
     def _screen_verdict(self, ev: Screen) -> None:
         if ev.action not in _BENIGN_SCREEN:
-            self._screen[ev.client_ip, ev.action] += 1
+            bump(self._screen, (ev.client_ip, ev.action))
 
     def _reject(self, ev: Reject) -> None:
         if ev.action not in REJECTS or not ev.client_ip or ev.filter_client:  # our own filter
             return
-        self._reject_sec[ev.client_ip, int(ev.line.ts)] += 1
+        bump(self._reject_sec, (ev.client_ip, int(ev.line.ts)))
         if ev.client_host and ev.client_host != "unknown":
             bump_max(self._hosts, ev.client_ip, ev.client_host)
         at = ev.reason.find("blocked using ")
         if at >= 0:
             listed = ev.reason[at + 14 :].split(";")[0].split(",")[0].strip().rstrip(".")
-            self._rbl[ev.client_ip, listed] += 1
+            bump(self._rbl, (ev.client_ip, listed))
 
     def _session_problem(self, ev: SessionProblem) -> None:
         if ev.after == "AUTH":
-            self._lost_auth[ev.client_ip] += 1
+            bump(self._lost_auth, ev.client_ip)
 
     def add_message(self, msg: Message) -> None:
         a = msg.arrival
@@ -165,7 +165,7 @@ class Security:
         self._hours.add(hour)
         recipients = {d.to.lower() for d in msg.deliveries if d.to}
         for rcpt in recipients:
-            self._to[rcpt, hour] += 1
+            bump(self._to, (rcpt, hour))
         if not who:
             return
         bounced = sum(1 for d in msg.deliveries if d.status == "bounced")
@@ -379,7 +379,7 @@ def _finding(kind: str, subject: str, count: int, details: dict[str, Any], text:
             **details}  # fmt: skip
 
 
-def _seconds_by_ip(counts: Counter[tuple[str, int]]) -> dict[str, list[int]]:
+def _seconds_by_ip(counts: Counts) -> dict[str, list[int]]:
     """Each IP's event times in seconds, sorted, one entry per event."""
     by_ip: dict[str, list[int]] = {}
     for (ip, sec), n in counts.items():
@@ -410,10 +410,10 @@ def _sum_by(counter: Any, key: Callable[[Any], str]) -> Counter[str]:
     return out
 
 
-def _ranked(counter: Counter[Any]) -> list[tuple[Any, int]]:
+def _ranked(counter: Counts) -> list[tuple[Any, int]]:
     rows = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
     return rows[:TOP]
 
 
-def _rows(counter: Counter[str], name: str, what: str) -> list[dict[str, Any]]:
+def _rows(counter: Counts, name: str, what: str) -> list[dict[str, Any]]:
     return [{name: key, what: n} for key, n in _ranked(counter)]

@@ -36,9 +36,12 @@ from postlens.events.model import (
 from postlens.lines import Line, Tag
 
 try:
-    from postlens import _fastparse
+    from postlens._fastparse import client as _c_client
+    from postlens._fastparse import delivery as _c_delivery
+    from postlens._fastparse import queued as _c_queued
+    from postlens._fastparse import split_qid as _c_split_qid
 except ImportError:  # a plain-Python install (setup.py): the Python paths below do it all
-    _fastparse = None  # type: ignore[assignment]
+    _c_client = _c_delivery = _c_queued = _c_split_qid = None  # type: ignore[assignment]
 
 _LONG_QID_RE = re.compile(r"[0-9A-Za-z]{10,}z[0-9A-Za-z]{2,}$")
 _HEX = "0123456789ABCDEF"
@@ -46,8 +49,8 @@ _HEX = "0123456789ABCDEF"
 
 def split_qid(payload: str) -> tuple[str, str] | None:
     """``(queue ID, rest)`` when the payload starts with ``QID: `` (short, long or NOQUEUE)."""
-    if _fastparse is not None:
-        got = _fastparse.split_qid(payload)
+    if _c_split_qid is not None:
+        got = _c_split_qid(payload)
         if got is not None:
             return got
     return split_qid_python(payload)
@@ -259,8 +262,8 @@ def parse_smtpd(line: Line, tag: Tag, payload: str) -> Event:
 
 def client_fields(rest: str) -> tuple[str, str, str] | None:
     """``client=host[ip]:port, more`` into host, IP and the rest."""
-    if _fastparse is not None:
-        got = _fastparse.client(rest)
+    if _c_client is not None:
+        got = _c_client(rest)
         if got is not None:
             return got
     return client_fields_python(rest)
@@ -386,8 +389,8 @@ def parse_qmgr(line: Line, tag: Tag, payload: str) -> Event:
 
 def queued_fields(rest: str) -> tuple[str, int, int] | None:
     """qmgr's ``from=<sender>, size=N, nrcpt=N`` into sender, size and recipient count."""
-    if _fastparse is not None:
-        got = _fastparse.queued(rest)
+    if _c_queued is not None:
+        got = _c_queued(rest)
         if got is not None:
             return got
     return queued_fields_python(rest)
@@ -437,8 +440,8 @@ Fields = tuple[str, str, str, float, str, str, str, str]
 def delivery_fields(rest: str) -> Fields | None:
     """A delivery's ``to=<...>, ..., status=... (reply)``: to, orig_to, relay, delay, delays,
     dsn, status and reply, "" for a part not written."""
-    if _fastparse is not None:
-        got = _fastparse.delivery(rest)
+    if _c_delivery is not None:
+        got = _c_delivery(rest)
         if got is not None:
             return got
     return delivery_fields_python(rest)
