@@ -115,7 +115,7 @@ def compiled() -> bool:
     """Whether the per-line pipeline runs as compiled C (see setup.py) or as plain Python."""
     from postlens import lines
 
-    return not lines.__file__.endswith(".py") and lines._c_classic_header is not None
+    return not lines.__file__.endswith(".py") and lines._fastparse is not None
 
 
 def sample_log() -> str:

@@ -131,6 +131,36 @@ fail:
 
 #define SUB(text, a, b) PyUnicode_Substring((text), (a), (b))
 
+/* Hosts and program tags repeat on nearly every line. Handing back the same string object, with
+   its hash computed, saves hashing and comparing fresh copies in every dictionary they key later
+   (the tag's parser, the queue's messages, the sessions, the per-host totals). A small table of
+   the strings seen last, slotted by a hash of their bytes. */
+#define RECENT_SLOTS 64
+typedef PyObject *Recent[RECENT_SLOTS];
+static Recent recent_hosts, recent_programs;
+
+static PyObject *
+recent(Recent table, PyObject *text, Py_ssize_t start, Py_ssize_t end)
+{
+    const char *d = (const char *)PyUnicode_DATA(text) + start;
+    Py_ssize_t n = end - start;
+    unsigned int h = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t k = 0; k < n; k++) {
+        h = (h ^ (unsigned char)d[k]) * 16777619u;
+    }
+    PyObject **slot = &table[h % RECENT_SLOTS];
+    if (*slot != NULL && PyUnicode_GET_LENGTH(*slot) == n && memcmp(PyUnicode_DATA(*slot), d, (size_t)n) == 0) {
+        return Py_NewRef(*slot);
+    }
+    PyObject *fresh = SUB(text, start, end);
+    if (fresh == NULL || PyObject_Hash(fresh) == -1) {
+        Py_XDECREF(fresh);
+        return NULL;
+    }
+    Py_XSETREF(*slot, Py_NewRef(fresh));
+    return fresh;
+}
+
 /* LineParser.parse's first branch (lines.py): a classic stamp whose minute is known in `stamps`,
    then "host program[pid]: payload". Returns (ts, host, program, pid, payload). */
 static PyObject *
@@ -188,8 +218,8 @@ classic_header(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     double second = (double)((d[13] - '0') * 10 + (d[14] - '0'));
     PyObject *items[5] = {
         PyFloat_FromDouble(PyFloat_AS_DOUBLE(base) + second),
-        SUB(text, 16, host_end),
-        SUB(text, tag_start, pid_start - 1),
+        recent(recent_hosts, text, 16, host_end),
+        recent(recent_programs, text, tag_start, pid_start - 1),
         SUB(text, pid_start, tag_end - 2),
         SUB(text, tag_end + 1, n),
     };

@@ -16,38 +16,43 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from typing import Any
+from typing import Any, Final
 
 try:
-    from postlens._fastparse import classic_header as _c_classic_header
+    from postlens import _fastparse
 except ImportError:  # a plain-Python install (setup.py): the Python paths below do it all
-    _c_classic_header = None  # type: ignore[assignment]
+    _fastparse = None  # type: ignore[assignment]
 
-MONTHS = {
+# Final: compiled code keeps it in a C variable instead of looking it up at each line
+_C_CLASSIC_HEADER: Final = None if _fastparse is None else _fastparse.classic_header
+
+MONTHS: Final = {
     m: i
     for i, m in enumerate(
         ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
     )
 }
 
-MONTH_NAMES = {i: m for m, i in MONTHS.items()}
+MONTH_NAMES: Final = {i: m for m, i in MONTHS.items()}
 
 # Header formats, kept on each line because pflogsumm reads only two of them.
-FMT_CLASSIC = 1  # Nov 28 19:45:39 (also maillog_file)
-FMT_CLASSIC_FRACTION = 2  # journalctl short-precise
-FMT_ISO = 3  # RFC 3339 with Z or +hh:mm
-FMT_ISO_OTHER = 4  # ISO without zone, +hhmm offsets (journalctl short-iso), space separator
-FMT_RFC5424 = 5
-FMT_DOCKER = 6  # RFC 3339 prefix before a classic syslog line
+FMT_CLASSIC: Final = 1  # Nov 28 19:45:39 (also maillog_file)
+FMT_CLASSIC_FRACTION: Final = 2  # journalctl short-precise
+FMT_ISO: Final = 3  # RFC 3339 with Z or +hh:mm
+FMT_ISO_OTHER: Final = 4  # ISO without zone, +hhmm offsets (journalctl short-iso), space separator
+FMT_RFC5424: Final = 5
+FMT_DOCKER: Final = 6  # RFC 3339 prefix before a classic syslog line
 
-PFLOGSUMM_FORMATS = frozenset((FMT_CLASSIC, FMT_ISO))
+PFLOGSUMM_FORMATS: Final = frozenset((FMT_CLASSIC, FMT_ISO))
 
-_TAG = r"(\S+) ([^\s\[]+?)(?:\[(\d+)\])?: ?(.*)"
-_CLASSIC_RE = re.compile(r"([A-Z][a-z]{2})  ?(\d{1,2}) (\d\d:\d\d:\d\d)(\.\d+)? " + _TAG, re.S)
-_ISO_STAMP = r"(\d{4}-\d\d-\d\d)([T ])(\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:?\d\d)?"
-_ISO_RE = re.compile(_ISO_STAMP + " " + _TAG, re.S)
-_DOCKER_RE = re.compile(_ISO_STAMP + r" [A-Z][a-z]{2}  ?\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)? " + _TAG, re.S)
-_RFC5424_RE = re.compile(
+_TAG: Final = r"(\S+) ([^\s\[]+?)(?:\[(\d+)\])?: ?(.*)"
+_CLASSIC_RE: Final = re.compile(r"([A-Z][a-z]{2})  ?(\d{1,2}) (\d\d:\d\d:\d\d)(\.\d+)? " + _TAG, re.S)
+_ISO_STAMP: Final = r"(\d{4}-\d\d-\d\d)([T ])(\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:?\d\d)?"
+_ISO_RE: Final = re.compile(_ISO_STAMP + " " + _TAG, re.S)
+_DOCKER_RE: Final = re.compile(
+    _ISO_STAMP + r" [A-Z][a-z]{2}  ?\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)? " + _TAG, re.S
+)
+_RFC5424_RE: Final = re.compile(
     r"<\d{1,3}>1 "
     + _ISO_STAMP
     + r" (\S+) (\S+) (\S+) \S+ (?:-|(?:\[(?:[^\]\\\"]|\\.|\"(?:[^\"\\]|\\.)*\")*\])+) ?(.*)",
@@ -75,7 +80,7 @@ def by_fields(record: Any) -> tuple[Any, ...]:
     return (cls, tuple([getattr(record, name) for name in names]))
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_FIELD_NAMES: Final[dict[type, tuple[str, ...]]] = {}
 
 
 @dataclass(slots=True, init=False)
@@ -179,8 +184,8 @@ class LineParser:
         return by_constructor(self, self.years, self.tz)
 
     def parse(self, text: str) -> Line | None:
-        if _c_classic_header is not None:
-            got = _c_classic_header(text, self._stamps, self._month)
+        if _C_CLASSIC_HEADER is not None:
+            got = _C_CLASSIC_HEADER(text, self._stamps, self._month)
             if got is not None:
                 return Line(got[0], got[1], got[2], got[3], got[4], FMT_CLASSIC)
         line = self.known_minute(text)
@@ -337,12 +342,12 @@ def _looks_like_month(word: str) -> bool:
 
 # Program tags. Postfix tags are "postfix[-INSTANCE][/SERVICE...]/DAEMON"; a custom
 # syslog_name replaces the "postfix" part.
-KIND_POSTFIX = 1
-KIND_DOVECOT = 2
-KIND_OTHER_MAIL = 3  # amavis, opendkim, policyd-spf, postgrey ... recognised by name
-KIND_FOREIGN = 4  # not a mail program
+KIND_POSTFIX: Final = 1
+KIND_DOVECOT: Final = 2
+KIND_OTHER_MAIL: Final = 3  # amavis, opendkim, policyd-spf, postgrey ... recognised by name
+KIND_FOREIGN: Final = 4  # not a mail program
 
-OTHER_MAIL_PROGRAMS = frozenset(
+OTHER_MAIL_PROGRAMS: Final = frozenset(
     (
         "amavis", "amavisd", "amavisd-new", "opendkim", "opendmarc", "policyd-spf",
         "policy-spf", "postgrey", "postfwd", "postfwd2", "spamd", "spamc", "clamd",
@@ -350,7 +355,7 @@ OTHER_MAIL_PROGRAMS = frozenset(
         "postmulti", "spamass-milter", "clamav-milter", "maiad", "dspam",
     )
 )  # fmt: skip
-DOVECOT_PROGRAMS = frozenset(
+DOVECOT_PROGRAMS: Final = frozenset(
     ("dovecot", "imap-login", "pop3-login", "imap", "pop3", "lmtp", "auth", "managesieve-login")
 )
 

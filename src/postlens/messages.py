@@ -26,7 +26,7 @@ import heapq
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Final, cast
 
 from postlens.addresses import is_loopback, relay_ip
 from postlens.events import (
@@ -51,20 +51,20 @@ from postlens.lines import by_constructor, by_fields
 
 # Seconds of log time a removed loopback-client message waits for a hop to name it. The
 # filter answers the hop right after re-injecting, so the link comes within its reply time.
-LINK_WINDOW = 120.0
+LINK_WINDOW: Final = 120.0
 
-_QUEUED_AS_RE = re.compile(r"queued as ([0-9A-Za-z]+)")
+_QUEUED_AS_RE: Final = re.compile(r"queued as ([0-9A-Za-z]+)")
 
 # How a message's story ended.
-ENDED_OPEN = ""
-ENDED_REMOVED = "removed"
-ENDED_REJECTED = "rejected"
-ENDED_ABORTED = "aborted"
-ENDED_DELETED = "deleted"
-ENDED_DISCARDED = "discarded"
+ENDED_OPEN: Final = ""
+ENDED_REMOVED: Final = "removed"
+ENDED_REJECTED: Final = "rejected"
+ENDED_ABORTED: Final = "aborted"
+ENDED_DELETED: Final = "deleted"
+ENDED_DISCARDED: Final = "discarded"
 
 # smtpd actions that keep a message (in the hold queue) or accept and drop it
-_POLICIES = {"hold": "hold", "milter-hold": "hold", "discard": "discard", "milter-discard": "discard"}
+_POLICIES: Final = {"hold": "hold", "milter-hold": "hold", "discard": "discard", "milter-discard": "discard"}
 
 
 def _filter_relay(d: Delivery) -> bool:
@@ -96,7 +96,7 @@ def filter_discard(d: Delivery) -> bool:
 
 
 # ports that mail servers, not content filters, listen on
-_MAIL_PORTS = frozenset(("25", "465", "587", "2525"))  # 2525: relay services
+_MAIL_PORTS: Final = frozenset(("25", "465", "587", "2525"))  # 2525: relay services
 
 
 def unnamed_filter(d: Delivery) -> bool:
@@ -290,8 +290,11 @@ MessageKey = tuple[str, str, str]
 SessionKey = tuple[str, str, str]
 
 # What a head item is about.
-_MESSAGE, _SESSION, _LINK, _ATTACH = 0, 1, 2, 3
-_KINDS: dict[type, int] = {
+_MESSAGE: Final = 0
+_SESSION: Final = 1
+_LINK: Final = 2
+_ATTACH: Final = 3
+_KINDS: Final[dict[type, int]] = {
     **dict.fromkeys((Connect, Disconnect, SessionProblem, Tls), _SESSION),
     **dict.fromkeys(
         (Arrival, Pickup, MessageId, Queued, Delivery, Removed, Notice, Expired, Reject, QueueAction),

@@ -17,14 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from postlens.events import postfix
-from postlens.lines import FMT_CLASSIC, Line, LineParser, YearGuess
+from postlens.lines import FMT_CLASSIC, Line, LineParser, YearGuess, _fastparse
 from tests.conftest import CORPUS, need
 from tests.corpus.test_corpus import logs
-
-try:
-    from postlens import _fastparse
-except ImportError:  # a plain-Python install
-    _fastparse = None  # type: ignore[assignment]
 
 PAYLOAD_PATHS: dict[str, tuple[str, Callable[[str], Any]]] = {
     # C function: (what the text starts with, its Python reference)

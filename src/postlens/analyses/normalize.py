@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import Final
 
-_VERP_RE = re.compile(
+_VERP_RE: Final = re.compile(
     r"((?:bounce[ds]?|no(?:list|reply|response)|return|sentto|\d+).*?)(?:[+_.*-]\d+\b)+", re.I
 )
-_VERP2_RE = re.compile(r"[*-](\d+[*-])?[^=*-]+[=*][^@]+@")
-_ANGLE_RE = re.compile(r"<[^<>]*>")
-_LONG_NUMBER_RE = re.compile(r"\b\d{5,}\b")
-_IN_REPLY_RE = re.compile(r"\s*\(in reply to [^)]*\)\s*$")
-_QUEUED_AS_RE = re.compile(r"queued as [0-9A-Za-z]+")
-_SPACES_RE = re.compile(r"\s+")
-_CLIENT_RE = re.compile(r"([^\[]*)\[([^\]]*)\]")
+_VERP2_RE: Final = re.compile(r"[*-](\d+[*-])?[^=*-]+[=*][^@]+@")
+_ANGLE_RE: Final = re.compile(r"<[^<>]*>")
+_LONG_NUMBER_RE: Final = re.compile(r"\b\d{5,}\b")
+_IN_REPLY_RE: Final = re.compile(r"\s*\(in reply to [^)]*\)\s*$")
+_QUEUED_AS_RE: Final = re.compile(r"queued as [0-9A-Za-z]+")
+_SPACES_RE: Final = re.compile(r"\s+")
+_CLIENT_RE: Final = re.compile(r"([^\[]*)\[([^\]]*)\]")
 
 
 def verp_mung(addr: str, level: int) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from postlens.analyses import normalize as norm
 from postlens.analyses.tally import Tally, bump
@@ -24,26 +24,26 @@ from postlens.events import Arrival, Event, Pickup, Reject
 from postlens.lines import PFLOGSUMM_FORMATS, by_constructor
 from postlens.messages import Message
 
-GRAND_TOTALS = (
+GRAND_TOTALS: Final = (
     "received", "delivered", "forwarded", "deferred", "deferrals", "bounced", "rejected",
     "reject_warnings", "held", "discarded", "bytes_received", "bytes_delivered", "senders",
     "sending_hosts_domains", "recipients", "recipient_hosts_domains",
 )  # fmt: skip
 
-_SMTPD_ACTIONS = {
+_SMTPD_ACTIONS: Final = {
     "reject": "rejected",
     "reject_warning": "reject_warnings",
     "hold": "held",
     "discard": "discarded",
 }
-_CLEANUP_ACTIONS = {
+_CLEANUP_ACTIONS: Final = {
     "reject": "rejected",
     "milter-reject": "rejected",
     "warning": "reject_warnings",
     "hold": "held",
     "discard": "discarded",
 }
-_CLEANUP_STAGES = ("header", "body", "END-OF-MESSAGE")
+_CLEANUP_STAGES: Final = ("header", "body", "END-OF-MESSAGE")
 
 
 class CommandNames:
@@ -188,15 +188,15 @@ class PflogsummTotals:
         return out
 
 
-_PRINTED_NAMES = {
+_PRINTED_NAMES: Final = {
     "received": "received", "delivered": "delivered", "forwarded": "forwarded", "deferred": "deferred",
     "bounced": "bounced", "rejected": "rejected", "reject warnings": "reject_warnings", "held": "held",
     "discarded": "discarded", "bytes received": "bytes_received", "bytes delivered": "bytes_delivered",
     "senders": "senders", "sending hosts/domains": "sending_hosts_domains", "recipients": "recipients",
     "recipient hosts/domains": "recipient_hosts_domains",
 }  # fmt: skip
-_PRINTED_RE = re.compile(r"\s*(\d+)([km ])\s+(.+?)(?:\s+\(.*)?$")
-_DEFERRALS_RE = re.compile(r"\((\d+)([km ]?)\s*deferrals\)")
+_PRINTED_RE: Final = re.compile(r"\s*(\d+)([km ])\s+(.+?)(?:\s+\(.*)?$")
+_DEFERRALS_RE: Final = re.compile(r"\((\d+)([km ]?)\s*deferrals\)")
 
 
 def as_printed(n: int) -> tuple[int, str]:
@@ -224,8 +224,10 @@ def parse_grand_totals(report: str) -> dict[str, tuple[int, str]]:
 # pflogsumm remembers a queue ID's size for ever: where Postfix reuses a queue ID, pflogsumm
 # skips the second message's size and charges its deliveries with the first one's. These are
 # the totals that can differ from postlens's pflogsumm view there.
-REUSE_AFFECTED = frozenset({"bytes_received", "bytes_delivered", "senders", "sending_hosts_domains"})
-_SIZE_OR_REMOVED_RE = re.compile(r"postfix[^:]*?/\w+\[\d+\]: ([0-9A-F]{6,}): (removed|from=<[^>]*>, size=)")
+REUSE_AFFECTED: Final = frozenset({"bytes_received", "bytes_delivered", "senders", "sending_hosts_domains"})
+_SIZE_OR_REMOVED_RE: Final = re.compile(
+    r"postfix[^:]*?/\w+\[\d+\]: ([0-9A-F]{6,}): (removed|from=<[^>]*>, size=)"
+)
 
 
 def reuses_queue_ids(path: str | os.PathLike[str]) -> bool:

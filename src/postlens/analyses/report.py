@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, Final
 
 from postlens.analyses import normalize as norm
 from postlens.analyses.tally import Tally, add_counts, add_one, bump, bump_max
@@ -46,16 +46,22 @@ from postlens.messages import (
 )
 
 # totals counted per mail server (the host field of each line), then added up
-COUNTED_FIELDS = (
+COUNTED_FIELDS: Final = (
     "received", "delivered", "forwarded", "deferred", "deferrals", "bounced", "expired",
     "rejected", "reject_warnings", "held", "discarded", "notifications", "bytes_received",
     "bytes_delivered",
 )  # fmt: skip
-TOTAL_FIELDS = (*COUNTED_FIELDS, "senders", "sending_hosts_domains", "recipients", "recipient_hosts_domains")
-TRAFFIC = ("received", "delivered", "deferred", "bounced", "rejected")
+TOTAL_FIELDS: Final = (
+    *COUNTED_FIELDS,
+    "senders",
+    "sending_hosts_domains",
+    "recipients",
+    "recipient_hosts_domains",
+)
+TRAFFIC: Final = ("received", "delivered", "deferred", "bounced", "rejected")
 
 # Reject actions by the total they count in.
-_ACTION_TOTAL = {
+_ACTION_TOTAL: Final = {
     "reject": "rejected",
     "milter-reject": "rejected",
     "proxy-reject": "rejected",

@@ -17,15 +17,23 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from postlens.analyses.problems import domain
 from postlens.analyses.reasons import Rules, split_reply
 from postlens.events import REJECTS, Arrival, AuthFailure, Delivery, Expired, Reject, Verdict
 from postlens.messages import ENDED_ABORTED, Arrived, Message, filter_discard, final_delivery, hop_target
 
-MINUTE_METRICS = ("received", "delivered", "deferred", "bounced", "expired", "rejected", "auth_failures")
-MESSAGE_COLUMNS = (
+MINUTE_METRICS: Final = (
+    "received",
+    "delivered",
+    "deferred",
+    "bounced",
+    "expired",
+    "rejected",
+    "auth_failures",
+)
+MESSAGE_COLUMNS: Final = (
     "host", "qid", "first_ts", "last_ts", "sender", "recipients", "status", "size", "client_ip",
     "message_id", "reason",
 )  # fmt: skip

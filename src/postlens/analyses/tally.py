@@ -7,9 +7,9 @@ so the result does not depend on how the input was split.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
-SAMPLE_LIMIT = 10
+SAMPLE_LIMIT: Final = 10
 
 # A counter: plain dicts of ints, counted up with bump(). Compiled code reads and writes a plain
 # dict directly; a Counter, being a subclass, costs it a Python-level method call each way

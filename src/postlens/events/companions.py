@@ -10,23 +10,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Final
 
 from postlens.events.model import Event, Info, Verdict
 from postlens.events.postfix import split_qid
 from postlens.lines import Line, Tag
 
-_AMAVIS_RE = re.compile(r"\(\S+\) (Passed|Blocked) ([A-Z][A-Z-]*)")
-_AMAVIS_QID_RE = re.compile(r"Queue-ID: ([0-9A-Za-z]+)")
-_SPAMD_RE = re.compile(r"spamd: (identified spam|clean message) \(")
-_SPF_RE = re.compile(r"Received-SPF: (\w+)")
-_DKIM = {
+_AMAVIS_RE: Final = re.compile(r"\(\S+\) (Passed|Blocked) ([A-Z][A-Z-]*)")
+_AMAVIS_QID_RE: Final = re.compile(r"Queue-ID: ([0-9A-Za-z]+)")
+_SPAMD_RE: Final = re.compile(r"spamd: (identified spam|clean message) \(")
+_SPF_RE: Final = re.compile(r"Received-SPF: (\w+)")
+_DKIM: Final = {
     "DKIM verification successful": "verified",
     "bad signature data": "bad signature",
     "no signature data": "no signature",
     "DKIM-Signature field added": "signed",
 }
-_DMARC_RE = re.compile(r"\S+ (pass|fail|none|bestguesspass|reject|quarantine)$")
-_GREY_RE = re.compile(r"action=([\w-]+), reason=([^,]+)")
+_DMARC_RE: Final = re.compile(r"\S+ (pass|fail|none|bestguesspass|reject|quarantine)$")
+_GREY_RE: Final = re.compile(r"action=([\w-]+), reason=([^,]+)")
 
 
 def _amavis(line: Line, tag: Tag, payload: str) -> Event:
@@ -79,7 +80,7 @@ def _info(line: Line, tag: Tag, payload: str) -> Event:
     return Info(line, tag, "")
 
 
-_PARSERS: dict[str, Callable[[Line, Tag, str], Event]] = {
+_PARSERS: Final[dict[str, Callable[[Line, Tag, str], Event]]] = {
     "amavis": _amavis, "amavisd": _amavis, "amavisd-new": _amavis, "spamd": _spamd,
     "policyd-spf": _spf, "policy-spf": _spf, "opendkim": _dkim, "opendmarc": _dmarc,
     "postgrey": _postgrey,

@@ -8,13 +8,14 @@ them), the rest :class:`Info`.
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from postlens.events.model import AuthFailure, Event, Info, Login
 from postlens.lines import Line, Tag
 
-_SERVICE_RE = re.compile(r"([a-z0-9-]+-login|auth|auth-worker|imap|pop3|lmtp|master)[^:]*: (.*)$")
-_FIELD_RE = re.compile(r"(\w+)=<?([^,>]*)>?")
-_FAILED_RE = re.compile(r"(?:Disconnected|Aborted login|Login aborted) \(auth failed[^)]*\)")
+_SERVICE_RE: Final = re.compile(r"([a-z0-9-]+-login|auth|auth-worker|imap|pop3|lmtp|master)[^:]*: (.*)$")
+_FIELD_RE: Final = re.compile(r"(\w+)=<?([^,>]*)>?")
+_FAILED_RE: Final = re.compile(r"(?:Disconnected|Aborted login|Login aborted) \(auth failed[^)]*\)")
 
 
 def _fields(text: str) -> dict[str, str]:

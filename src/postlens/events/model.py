@@ -11,7 +11,7 @@ one of these is built for nearly every log line.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from postlens.lines import Line, Tag, by_fields
 
@@ -269,7 +269,7 @@ class Notice(QueueEvent):
 
 
 # Reject actions that refuse mail (the others warn, hold, discard, redirect ...)
-REJECTS = frozenset(("reject", "milter-reject", "proxy-reject"))
+REJECTS: Final = frozenset(("reject", "milter-reject", "proxy-reject"))
 
 
 @dataclass(slots=True, init=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Final
 
 from postlens.events.model import (
     Arrival,
@@ -33,24 +34,22 @@ from postlens.events.model import (
     Tls,
     Unknown,
 )
-from postlens.lines import Line, Tag
+from postlens.lines import Line, Tag, _fastparse
 
-try:
-    from postlens._fastparse import client as _c_client
-    from postlens._fastparse import delivery as _c_delivery
-    from postlens._fastparse import queued as _c_queued
-    from postlens._fastparse import split_qid as _c_split_qid
-except ImportError:  # a plain-Python install (setup.py): the Python paths below do it all
-    _c_client = _c_delivery = _c_queued = _c_split_qid = None  # type: ignore[assignment]
+# the C fast paths, None in a plain-Python install (Final: held in C variables when compiled)
+_C_SPLIT_QID: Final = None if _fastparse is None else _fastparse.split_qid
+_C_CLIENT: Final = None if _fastparse is None else _fastparse.client
+_C_QUEUED: Final = None if _fastparse is None else _fastparse.queued
+_C_DELIVERY: Final = None if _fastparse is None else _fastparse.delivery
 
-_LONG_QID_RE = re.compile(r"[0-9A-Za-z]{10,}z[0-9A-Za-z]{2,}$")
-_HEX = "0123456789ABCDEF"
+_LONG_QID_RE: Final = re.compile(r"[0-9A-Za-z]{10,}z[0-9A-Za-z]{2,}$")
+_HEX: Final = "0123456789ABCDEF"
 
 
 def split_qid(payload: str) -> tuple[str, str] | None:
     """``(queue ID, rest)`` when the payload starts with ``QID: `` (short, long or NOQUEUE)."""
-    if _c_split_qid is not None:
-        got = _c_split_qid(payload)
+    if _C_SPLIT_QID is not None:
+        got = _C_SPLIT_QID(payload)
         if got is not None:
             return got
     return split_qid_python(payload)
@@ -66,59 +65,61 @@ def split_qid_python(payload: str) -> tuple[str, str] | None:
     return None
 
 
-_HOST_IP = r"([^\s\[]*)\[([^\]]*)\](?::\d+)?"
-_HOST_IP_RE = re.compile(_HOST_IP)
-_DIAG_LEVELS = ("warning", "error", "fatal", "panic")
+_HOST_IP: Final = r"([^\s\[]*)\[([^\]]*)\](?::\d+)?"
+_HOST_IP_RE: Final = re.compile(_HOST_IP)
+_DIAG_LEVELS: Final = ("warning", "error", "fatal", "panic")
 
-_PROBLEM_RE = re.compile(
+_PROBLEM_RE: Final = re.compile(
     r"(lost connection|timeout|too many errors|improper command pipelining) after (\S+)"
     r"(?: \((?:approximately )?\d+ bytes\))? from " + _HOST_IP
 )
-_CLIENT_RE = re.compile(r"client=" + _HOST_IP + r"(.*)$")
-_KV_RE = re.compile(r", (\w+)=([^,]*)")
-_REJECT_RE = re.compile(
+_CLIENT_RE: Final = re.compile(r"client=" + _HOST_IP + r"(.*)$")
+_KV_RE: Final = re.compile(r", (\w+)=([^,]*)")
+_REJECT_RE: Final = re.compile(
     r"(reject|reject_warning|hold|discard|filter|redirect|milter-reject|milter-hold|"
     r"milter-discard|proxy-reject|proxy-accept|warning|replace|prepend|info|bcc|milter-header|"
     r"header-redirect|milter-redirect): (\S+)(?: from " + _HOST_IP + r")?:? ?(.*)$"
 )
-_CLEANUP_ACTION_RE = re.compile(
+_CLEANUP_ACTION_RE: Final = re.compile(
     r"(reject|warning|hold|discard|filter|redirect|replace|prepend|info|bcc|milter-reject|"
     r"milter-hold|milter-discard|milter-redirect|milter-header-[a-z]+|strip|proxy-reject): "
     r"(header|body|END-OF-MESSAGE|CONNECT|HELO|MAIL|RCPT|DATA)\b ?(.*)$"
 )
 # an address between <>: a quoted local part may hold ">" ("<img ...>"@example.com)
-_ADDR = r'([^>"]*(?:"[^"]*"[^>"]*)*)'
-_REPLY_RE = re.compile(r"(\d{3})[ -](?:(\d\.\d{1,3}\.\d{1,3}) )?(.*)$", re.S)
+_ADDR: Final = r'([^>"]*(?:"[^"]*"[^>"]*)*)'
+_REPLY_RE: Final = re.compile(r"(\d{3})[ -](?:(\d\.\d{1,3}\.\d{1,3}) )?(.*)$", re.S)
 # smtpd and cleanup separate the fields with spaces, postscreen with ", "
-_ENVELOPE_RE = re.compile(
+_ENVELOPE_RE: Final = re.compile(
     r"(?:;|^) ?from=<" + _ADDR + r">(?:,? to=<" + _ADDR + r">)?(?:,? proto=[^\s,]+)?(?:,? helo=<([^>]*)>)?:?"
 )
 # delay= is checked by float() after the match: a stricter pattern costs every line a third more
-_DELIVERY_RE = re.compile(
+_DELIVERY_RE: Final = re.compile(
     r"to=<" + _ADDR + r">, (?:orig_to=<" + _ADDR + r">, )?relay=([^,]+), (?:conn_use=\d+, )?"
     r"delay=([\d.]+), (?:delays=([\d./]+), )?(?:dsn=([\d.]+), )?status=(\S+)(?: \((.*)\))?"
 )
-_QUEUED_RE = re.compile(r"from=<" + _ADDR + r">, size=(\d+), nrcpt=(\d+)")
-_EXPIRED_RE = re.compile(r"from=<" + _ADDR + r">, status=(force-expired|expired), returned to sender")
-_PICKUP_RE = re.compile(r"(?:uid=(\d+) )?(?:from|sender)=<" + _ADDR + ">")
-_NOTICE_RE = re.compile(
+_QUEUED_RE: Final = re.compile(r"from=<" + _ADDR + r">, size=(\d+), nrcpt=(\d+)")
+_EXPIRED_RE: Final = re.compile(r"from=<" + _ADDR + r">, status=(force-expired|expired), returned to sender")
+_PICKUP_RE: Final = re.compile(r"(?:uid=(\d+) )?(?:from|sender)=<" + _ADDR + ">")
+_NOTICE_RE: Final = re.compile(
     r"(sender|postmaster) (non-delivery|delivery status|delay|success) notification: (\S+)"
 )
-_TLS_RE = re.compile(
+_TLS_RE: Final = re.compile(
     r"(Anonymous|Untrusted|Trusted|Verified) TLS connection established (from|to) "
     + _HOST_IP
     + r":? (\S+) with cipher (\S+)"
 )
-_SASL_FAIL_RE = re.compile(r"warning: " + _HOST_IP + r": SASL (\S+) authentication failed(?:: ?(.*))?$")
-_SASL_USER_RE = re.compile(r"sasl_username=(\S+)")
-_SCREEN_RE = re.compile(
+_SASL_FAIL_RE: Final = re.compile(
+    r"warning: " + _HOST_IP + r": SASL (\S+) authentication failed(?:: ?(.*))?$"
+)
+_SASL_USER_RE: Final = re.compile(r"sasl_username=(\S+)")
+_SCREEN_RE: Final = re.compile(
     r"([A-Z][A-Z -]*[A-Z])(?: (?:\d+ )?(?:after [\d.]+ )?(?:from|for))? \[([^\]]*)\]:\d+(.*)$"
 )
-_CONNECT_TO_RE = re.compile(r"connect to ([^:\s]+?(?:\[[^\]]*\])?)(?::\d+)?: (.+?)(?: \(port \d+\))?$")
-_DNSBLOG_RE = re.compile(r"addr (\S+) listed by domain (\S+) as (\S+)")
+_CONNECT_TO_RE: Final = re.compile(r"connect to ([^:\s]+?(?:\[[^\]]*\])?)(?::\d+)?: (.+?)(?: \(port \d+\))?$")
+_DNSBLOG_RE: Final = re.compile(r"addr (\S+) listed by domain (\S+) as (\S+)")
 
 # Lines a daemon writes that carry nothing to count: recognised, and kept as Info.
-_INFO_PREFIXES = (
+_INFO_PREFIXES: Final = (
     "statistics:", "setting up TLS", "SSL_accept error", "SSL_connect error", "TLS SNI",
     "connect to ", "enabling PIX", "host ", "lost connection with", "conversation with",
     "Server certificate", "server certificate", "certificate verification", "Host offered",
@@ -262,8 +263,8 @@ def parse_smtpd(line: Line, tag: Tag, payload: str) -> Event:
 
 def client_fields(rest: str) -> tuple[str, str, str] | None:
     """``client=host[ip]:port, more`` into host, IP and the rest."""
-    if _c_client is not None:
-        got = _c_client(rest)
+    if _C_CLIENT is not None:
+        got = _C_CLIENT(rest)
         if got is not None:
             return got
     return client_fields_python(rest)
@@ -389,8 +390,8 @@ def parse_qmgr(line: Line, tag: Tag, payload: str) -> Event:
 
 def queued_fields(rest: str) -> tuple[str, int, int] | None:
     """qmgr's ``from=<sender>, size=N, nrcpt=N`` into sender, size and recipient count."""
-    if _c_queued is not None:
-        got = _c_queued(rest)
+    if _C_QUEUED is not None:
+        got = _C_QUEUED(rest)
         if got is not None:
             return got
     return queued_fields_python(rest)
@@ -440,8 +441,8 @@ Fields = tuple[str, str, str, float, str, str, str, str]
 def delivery_fields(rest: str) -> Fields | None:
     """A delivery's ``to=<...>, ..., status=... (reply)``: to, orig_to, relay, delay, delays,
     dsn, status and reply, "" for a part not written."""
-    if _c_delivery is not None:
-        got = _c_delivery(rest)
+    if _C_DELIVERY is not None:
+        got = _C_DELIVERY(rest)
         if got is not None:
             return got
     return delivery_fields_python(rest)
@@ -489,7 +490,7 @@ def parse_master(line: Line, tag: Tag, payload: str) -> Event:
 
 
 # Verbose (-v) logging: C function names, attribute traffic, restriction tracing.
-_DEBUG_RE = re.compile(
+_DEBUG_RE: Final = re.compile(
     r"[a-z0-9]+_[a-z0-9_]+: |(?:input|send) attr|(?:private|public)/\S+ (?:socket|service)|>>> |"
     r"request(?::| ignored)|done (?:incoming|deferred|active)|end sorted|connection closed|"
     r"watchdog_|name_mask|event_|vstream_|auto_clnt|(?:match|permit|reject|check)_\w+:|[<>] \S+: |"
@@ -533,7 +534,7 @@ def parse_admin(line: Line, tag: Tag, payload: str) -> Event:
     return Info(line, tag, "")
 
 
-PARSERS: dict[str, Callable[[Line, Tag, str], Event]] = {
+PARSERS: Final[dict[str, Callable[[Line, Tag, str], Event]]] = {
     "smtpd": parse_smtpd,
     "postscreen": parse_postscreen,
     "tlsproxy": parse_postscreen,
