@@ -200,12 +200,17 @@ classic_header(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_ssize_t pid_start = bracket - d + 1;
 
-    PyObject *key = SUB(text, 0, 12);
-    if (key == NULL) {
-        return NULL;
+    /* the minute's key, "Nov 28 19:45": the same string object as the line before's while the
+       minute lasts, so that its hash is computed once a minute */
+    static PyObject *last_key = NULL;
+    if (last_key == NULL || memcmp(PyUnicode_DATA(last_key), d, 12) != 0) {
+        PyObject *key = SUB(text, 0, 12);
+        if (key == NULL) {
+            return NULL;
+        }
+        Py_XSETREF(last_key, key);
     }
-    PyObject *base = PyDict_GetItemWithError(stamps, key); /* borrowed */
-    Py_DECREF(key);
+    PyObject *base = PyDict_GetItemWithError(stamps, last_key); /* borrowed */
     if (base == NULL) {
         if (PyErr_Occurred()) {
             return NULL;

@@ -59,6 +59,9 @@ TOTAL_FIELDS: Final = (
     "recipient_hosts_domains",
 )
 TRAFFIC: Final = ("received", "delivered", "deferred", "bounced", "rejected")
+# the column of each field in a row of the "host_totals" and "traffic" vectors
+_COLUMN: Final = {name: i for i, name in enumerate(COUNTED_FIELDS)}
+_TRAFFIC_COLUMN: Final = {name: i for i, name in enumerate(TRAFFIC)}
 
 # Reject actions by the total they count in.
 _ACTION_TOTAL: Final = {
@@ -116,8 +119,8 @@ class Report:
         self.buckets = TimeBuckets(tz)
         t = self.t = Tally()
         # the hot counters, looked up once (merging updates them in place)
-        self._totals = t.counter("totals")
-        self._traffic = t.counter("traffic")  # (quarter hour, what) -> n
+        self._totals = t.vector("host_totals")  # host -> a number for each of COUNTED_FIELDS
+        self._traffic = t.vector("traffic")  # quarter hour -> a number for each of TRAFFIC
         self._messages = t.counter("messages")
         self._rdom = t.vector("rdom")  # domain -> [delivered, bytes, delay, defers, bounced]
         self._rdom_max = t.maximum("rdom_max")
@@ -152,15 +155,30 @@ class Report:
             Verdict: self._verdict,
         }
 
+    def _count(self, host: str, field: str, n: int = 1) -> None:
+        """Add ``n`` to a mail server's ``field`` (one of COUNTED_FIELDS): a row per host, not a
+        counter keyed by (host, field), whose tuple keys cost more than the rest of the count."""
+        row = self._totals.get(host)
+        if row is None:
+            row = self._totals[host] = [0] * len(COUNTED_FIELDS)
+        row[_COLUMN[field]] += n
+
+    def _in_quarter(self, quarter: int, what: str) -> None:
+        """Count one ``what`` (one of TRAFFIC) in a quarter hour since the epoch."""
+        row = self._traffic.get(quarter)
+        if row is None:
+            row = self._traffic[quarter] = [0] * len(TRAFFIC)
+        row[_TRAFFIC_COLUMN[what]] += 1
+
     def _reject(self, ev: Reject) -> None:
         t = self.t
         total = _ACTION_TOTAL.get(ev.action)
         if total is None:
             bump(t.counter("actions"), ev.action)
             return
-        bump(self._totals, (ev.line.host, total))
+        self._count(ev.line.host, total)
         if total == "rejected":
-            bump(self._traffic, (int(ev.line.ts // 900), "rejected"))
+            self._in_quarter(int(ev.line.ts // 900), "rejected")
             bump(t.counter("reject_kind"), ev.stage)
             if ev.client_ip:
                 bump(t.counter("reject_client"), ev.client_ip)
@@ -205,7 +223,7 @@ class Report:
             bump(self.t.counter("dnsbl"), ev.detail.split(" ", 1)[0])
 
     def _notice(self, ev: Notice) -> None:
-        bump(self._totals, (ev.line.host, "notifications"))
+        self._count(ev.line.host, "notifications")
         bump(self.t.counter("notice_kind"), ev.kind)
 
     def _master(self, ev: MasterMessage) -> None:
@@ -281,14 +299,12 @@ class Report:
             span["last"] = msg.last_ts
         size = msg.size
         if msg.expired is not None:
-            bump(self._totals, (msg.host, "expired"))
+            self._count(msg.host, "expired")
         if not msg.deliveries:
             return
         notice = msg.origin == "" and not msg.headless and msg.sender == ""
         host = msg.host
         deferred = discarded = False
-        totals = self._totals
-        traffic = self._traffic
         rdom = self._rdom
         for d in msg.deliveries:
             addr = self._addr(d.to)
@@ -300,7 +316,7 @@ class Report:
                     bump(state, "hops")
                     continue
                 if "forwarded as " in d.reply:
-                    bump(totals, (host, "forwarded"))
+                    self._count(host, "forwarded")
                     continue
                 if filter_discard(d):
                     bump(state, "filter_discards")
@@ -311,14 +327,14 @@ class Report:
                 self._delivered(d, addr, dom, _domain_row(rdom, dom), size, notice, msg)
             elif status == "deferred":
                 deferred = True
-                bump(totals, (host, "deferrals"))
-                bump(traffic, (int(d.line.ts // 900), "deferred"))
+                self._count(host, "deferrals")
+                self._in_quarter(int(d.line.ts // 900), "deferred")
                 _domain_row(rdom, dom)[3] += 1
                 bump_max(self._rdom_max, dom, centis(d.delay))
                 bump(self.t.counter("deferral_reasons"), (d.tag.daemon, norm.reason(d.reply)))
             elif status == "bounced":
-                bump(totals, (host, "bounced"))
-                bump(traffic, (int(d.line.ts // 900), "bounced"))
+                self._count(host, "bounced")
+                self._in_quarter(int(d.line.ts // 900), "bounced")
                 _domain_row(rdom, dom)[4] += 1
                 bump(self.t.counter("bounce_reasons"), (d.relay, norm.reason(d.reply)))
             elif status in ("deliverable", "undeliverable", "undeliverable-but-not-cached"):
@@ -326,9 +342,9 @@ class Report:
             else:
                 bump(self.t.counter("other_status"), status)
         if deferred:
-            bump(totals, (host, "deferred"))
+            self._count(host, "deferred")
         if discarded:
-            bump(totals, (host, "discarded"))
+            self._count(host, "discarded")
 
     def settle(self, msg: Arrived) -> None:
         """Count a message's arrival, once it is known whether it is a filter's re-injection."""
@@ -338,10 +354,9 @@ class Report:
             self._received(msg, msg.size or 0)
 
     def _received(self, msg: Arrived, size: int) -> None:
-        totals = self._totals
-        bump(totals, (msg.host, "received"))
-        bump(totals, (msg.host, "bytes_received"), size)
-        bump(self._traffic, (int(msg.first_ts // 900), "received"))
+        self._count(msg.host, "received")
+        self._count(msg.host, "bytes_received", size)
+        self._in_quarter(int(msg.first_ts // 900), "received")
         sender = self._addr(msg.sender or "")
         add_one(self._senders, sender, size)
         at = sender.rfind("@")
@@ -353,8 +368,8 @@ class Report:
 
     def _delivered(self, d: Delivery, addr: str, dom: str, row: list[int], size: int | None,
                    notice: bool, msg: Message) -> None:  # fmt: skip
-        bump(self._totals, (msg.host, "delivered"))
-        bump(self._traffic, (int(d.line.ts // 900), "delivered"))
+        self._count(msg.host, "delivered")
+        self._in_quarter(int(d.line.ts // 900), "delivered")
         if notice:
             bump(self._messages, "notice_deliveries")
         if size is None:
@@ -362,7 +377,7 @@ class Report:
             bump(self._messages, "no_size")
             size = 0
         else:
-            bump(self._totals, (msg.host, "bytes_delivered"), size)
+            self._count(msg.host, "bytes_delivered", size)
         add_one(self._recipients, addr, size)
         delay = centis(d.delay)
         row[0] += 1

@@ -47,12 +47,10 @@ def build_result(t: Tally, buckets: TimeBuckets) -> dict[str, Any]:
     v = t.vectors.get
     totals = dict.fromkeys(TOTAL_FIELDS, 0)
     by_host: dict[str, dict[str, Any]] = {}
-    for (host, field), n in c("totals", Counter()).items():
-        totals[field] += n
-        host_row = by_host.get(host)
-        if host_row is None:
-            host_row = by_host[host] = {"host": host, **dict.fromkeys(COUNTED_FIELDS, 0)}
-        host_row[field] += n
+    for host, row in v("host_totals", {}).items():
+        by_host[host] = {"host": host, **dict(zip(COUNTED_FIELDS, row, strict=True))}
+        for field, n in zip(COUNTED_FIELDS, row, strict=True):
+            totals[field] += n
     hosts = [by_host[h] for h in sorted(by_host)]
     senders = v("sender", {})
     recipients = v("recipient", {})
@@ -69,12 +67,14 @@ def build_result(t: Tally, buckets: TimeBuckets) -> dict[str, Any]:
     by_day: Counter[tuple[str, str]] = Counter()
     by_hour: Counter[tuple[int, str]] = Counter()
     received_at: Counter[tuple[str, int]] = Counter()
-    for (quarter, what), n in c("traffic", Counter()).items():
+    for quarter, row in v("traffic", {}).items():
         day, hour = buckets.day_hour(quarter)
-        by_day[(day, what)] += n
-        by_hour[(hour, what)] += n
-        if what == "received":
-            received_at[day, hour] += n
+        for what, n in zip(TRAFFIC, row, strict=True):
+            if n:
+                by_day[(day, what)] += n
+                by_hour[(hour, what)] += n
+                if what == "received":
+                    received_at[day, hour] += n
     days = sorted({d for d, _ in by_day})
     per_day = [{"date": d, **{f: by_day.get((d, f), 0) for f in TRAFFIC}} for d in days]
     per_hour = [{"hour": h, **{f: by_hour.get((h, f), 0) for f in TRAFFIC}} for h in range(24)]
