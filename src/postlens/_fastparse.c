@@ -12,6 +12,7 @@ characters): there Python's regular-expression classes mean what they say in ASC
 */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 
 static const char *
@@ -31,7 +32,19 @@ printable_data(PyObject *text, Py_ssize_t *length)
     if (data == NULL) {
         return NULL;
     }
-    for (Py_ssize_t k = 0; k < *length; k++) {
+    /* eight bytes at a time: all are below 0x80 here, so a byte below 0x20 or equal to 0x7f
+       leaves its top bit set in one of these two words */
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+    Py_ssize_t k = 0;
+    for (; k + 8 <= *length; k += 8) {
+        uint64_t w;
+        memcpy(&w, data + k, 8);
+        uint64_t del = w ^ (0x7f * ones);
+        if ((((w - 0x20 * ones) & ~w) | ((del - ones) & ~del)) & high) {
+            return NULL;
+        }
+    }
+    for (; k < *length; k++) {
         if ((unsigned char)data[k] < 0x20 || data[k] == 0x7f) {
             return NULL;
         }
@@ -144,9 +157,10 @@ recent(Recent table, PyObject *text, Py_ssize_t start, Py_ssize_t end)
 {
     const char *d = (const char *)PyUnicode_DATA(text) + start;
     Py_ssize_t n = end - start;
-    unsigned int h = 2166136261u; /* FNV-1a */
-    for (Py_ssize_t k = 0; k < n; k++) {
-        h = (h ^ (unsigned char)d[k]) * 16777619u;
+    /* a few bytes are enough to keep a handful of names apart; a clash only costs a copy */
+    size_t h = 0;
+    if (n > 0) {
+        h = (size_t)n * 7 + (unsigned char)d[0] * 3 + (unsigned char)d[n / 2] * 5 + (unsigned char)d[n - 1];
     }
     PyObject **slot = &table[h % RECENT_SLOTS];
     if (*slot != NULL && PyUnicode_GET_LENGTH(*slot) == n && memcmp(PyUnicode_DATA(*slot), d, (size_t)n) == 0) {

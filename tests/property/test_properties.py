@@ -5,12 +5,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from postlens.addresses import ContentFilters
 from postlens.analyses.anomalies import AnomaliesOptions
 from postlens.analyses.problems import ProblemsOptions
+from postlens.analyses.report import centis
 from postlens.analyses.security import SecurityOptions
 from postlens.events import EventParser
 from postlens.lines import LineParser, YearGuess, zone
@@ -129,3 +131,21 @@ def test_splitting_at_any_lines_and_merging_equals_one_pass(cuts: list[int]) -> 
 )
 def test_a_named_content_filter_s_hops_link_across_any_split(cuts: list[int]) -> None:
     assert split_run(REMOTE_FILTER, sorted(cuts), filters=("198.51.100.7",)) == FILTER_ONE_PASS
+
+
+@settings(max_examples=2000)
+@given(
+    st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.integers(0, 10**7).map(lambda n: n / 1000),  # delays as Postfix writes them, and halves
+        st.integers(0, 10**6).map(lambda n: n / 200),
+    )
+)
+def test_centis_rounds_like_round(value: float) -> None:
+    try:
+        want = round(value * 100)
+    except (OverflowError, ValueError) as e:
+        with pytest.raises(type(e)):
+            centis(value)
+        return
+    assert centis(value) == want

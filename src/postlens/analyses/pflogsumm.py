@@ -102,7 +102,9 @@ class PflogsummTotals:
         else:
             at = addr.find("@")
             if at >= 0:
-                addr = addr[:at] + addr[at:].lower()
+                domain = addr[at:]
+                if not domain.islower():  # mostly it is: no new string then
+                    addr = addr[:at] + domain.lower()
         return norm.verp_mung(addr, self.verp)
 
     def feed(self, ev: Event) -> None:

@@ -110,7 +110,15 @@ class TimeBuckets:
 
 
 def centis(value: float) -> int:
-    return round(value * 100)
+    """``round(value * 100)``, halves to even, without a call of the builtin (one per delivery)."""
+    x = value * 100
+    if not 0 <= x < 1e15:
+        return round(x)
+    n = int(x)
+    rest = x - n
+    if rest > 0.5 or (rest == 0.5 and n % 2 == 1):
+        n += 1
+    return n
 
 
 class Report:
