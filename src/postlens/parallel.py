@@ -158,15 +158,18 @@ def _results(
         for chunk in chunks:
             yield read_chunk(settings, chunk)
         return
-    # The first chunk is read here, while the workers read the others: its state is never
-    # pickled, and this process, which waits for the others anyway, does a share of the work.
-    rest = chunks[1:]
+    # The last chunk is read here, while the workers read the others: this process, which waits
+    # for them anyway, does a share of the work, and the state it keeps is never pickled. That
+    # is the last chunk's because a later chunk's state is the largest: besides the messages
+    # still open at its end, it holds the lines of messages begun before it.
+    rest = chunks[:-1]
     workers = min(jobs - 1 if len(chunks) <= jobs else jobs, len(rest))
     context = multiprocessing.get_context("fork")
     with context.Pool(workers) as pool:
-        later = pool.imap(_read_chunk_star, [(settings, c) for c in rest])
-        yield read_chunk(settings, chunks[0])
-        yield from later
+        earlier = pool.imap(_read_chunk_star, [(settings, c) for c in rest])
+        last = read_chunk(settings, chunks[-1])
+        yield from earlier
+        yield last
 
 
 def analyse_parallel(
