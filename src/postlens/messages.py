@@ -22,8 +22,9 @@ takes over its state, giving exactly what one pass over both chunks gives.
 
 from __future__ import annotations
 
-import heapq
+import bisect
 import re
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, cast
@@ -328,7 +329,9 @@ class Correlator:
         self.sessions: dict[SessionKey, Session] = {}
         # loopback arrivals by (host, qid): open messages, and finished ones held for a link
         self.candidates: dict[tuple[str, str], Message | Arrived] = {}
-        self.held: list[tuple[float, int, Arrived]] = []  # held candidates by deadline
+        # held candidates by deadline: in log order they come due in the order they are held, so
+        # they join at the end (a line out of time order is sorted in)
+        self.held: deque[tuple[float, int, Arrived]] = deque()
         self._seq = 0
         self.runmax = float("-inf")
         # events about keys this chunk did not see start: (running max time, what, key, payload)
@@ -472,11 +475,18 @@ class Correlator:
                 msg.link_pending = True
                 self.on_message(msg)
                 held = self.candidates[ck] = msg.arrived()
-                self._seq += 1
-                heapq.heappush(self.held, (msg.last_ts + LINK_WINDOW, self._seq, held))
+                self._hold(msg.last_ts + LINK_WINDOW, held)
                 return
             del self.candidates[ck]
         self.on_message(msg)
+
+    def _hold(self, deadline: float, arrived: Arrived) -> None:
+        self._seq += 1
+        item = (deadline, self._seq, arrived)
+        if not self.held or self.held[-1][0] <= deadline:
+            self.held.append(item)
+        else:
+            bisect.insort(self.held, item)
 
     def _settle(self, held: Message | Arrived) -> None:
         """A held message's link question is answered (``held.reinjected``)."""
@@ -506,7 +516,7 @@ class Correlator:
     def _release(self, now: float) -> None:
         held = self.held
         while held and held[0][0] < now:
-            msg = heapq.heappop(held)[2]
+            msg = held.popleft()[2]
             if self.candidates.get((msg.host, msg.qid)) is msg:
                 self._settle(msg)
 
@@ -567,7 +577,7 @@ class Correlator:
         for msg in list(self.open.values()):
             self.on_message(msg)
         self.open.clear()
-        for _, _, arrived in sorted(self.held, key=lambda h: h[:2]):
+        for _, _, arrived in self.held:  # in deadline order
             if self.candidates.get((arrived.host, arrived.qid)) is arrived:
                 self._settle(arrived)
         self.held.clear()
@@ -599,8 +609,7 @@ class Correlator:
             if self.candidates.get(ck) is not candidate:
                 self._add_candidate(candidate)
         for deadline, _, arrived in later.held:
-            self._seq += 1
-            heapq.heappush(self.held, (deadline, self._seq, arrived))
+            self._hold(deadline, arrived)
 
     def _replay(self, head: list[tuple[float, int, tuple[str, ...], object]]) -> None:
         for runmax, what, key, item in head:

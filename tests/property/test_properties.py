@@ -16,6 +16,7 @@ from postlens.analyses.report import centis
 from postlens.analyses.security import SecurityOptions
 from postlens.events import EventParser
 from postlens.lines import LineParser, YearGuess, zone
+from postlens.messages import Arrived, Correlator
 from postlens.metrics import Metrics
 from postlens.pipeline import Analysis, Settings
 from postlens.render import render
@@ -149,3 +150,21 @@ def test_centis_rounds_like_round(value: float) -> None:
             centis(value)
         return
     assert centis(value) == want
+
+
+@settings(max_examples=300)
+@given(st.lists(st.floats(0, 1000, allow_nan=False), max_size=40), st.floats(0, 1000, allow_nan=False))
+def test_held_arrivals_come_due_in_deadline_order(deadlines: list[float], now: float) -> None:
+    """Arrivals held for a hop link come due by deadline, then in the order they were held,
+    also when the log's lines are out of time order."""
+    settled: list[Arrived] = []
+    c = Correlator(lambda m: None, lambda s: None, settled.append, True)
+    held = []
+    for i, deadline in enumerate(deadlines):
+        arrived = Arrived("mx", f"Q{i}", 0.0, 0.0, "smtpd", "", 0, "localhost", "127.0.0.1", "")
+        c.candidates[("mx", f"Q{i}")] = arrived
+        c._hold(deadline, arrived)
+        held.append((deadline, i, arrived))
+    c.advance(now)
+    due = sorted((h for h in held if h[0] < now), key=lambda h: h[:2])
+    assert settled == [h[2] for h in due]
