@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from operator import attrgetter
 from typing import Any, Final
 
 try:
@@ -74,13 +75,15 @@ def by_fields(record: Any) -> tuple[Any, ...]:
     fast as the one ``@dataclass`` generates.
     """
     cls = type(record)
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(record))
-    return (cls, tuple([getattr(record, name) for name in names]))
+    getter = _FIELD_GETTERS.get(cls)
+    if getter is None:
+        # one C call for all the fields (-j pickles tens of thousands of records); attrgetter
+        # gives a tuple for two names or more, so the class is asked for last and cut off
+        getter = _FIELD_GETTERS[cls] = attrgetter(*(f.name for f in fields(record)), "__class__")
+    return (cls, getter(record)[:-1])
 
 
-_FIELD_NAMES: Final[dict[type, tuple[str, ...]]] = {}
+_FIELD_GETTERS: Final[dict[type, Any]] = {}
 
 
 @dataclass(slots=True, init=False)

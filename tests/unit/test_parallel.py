@@ -1,11 +1,16 @@
 """Reading a log in chunks, in several processes, gives the one-pass report byte for byte."""
 
 import json
+import pickle
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from postlens.addresses import ContentFilters
+from postlens.events import EventParser
+from postlens.lines import LineParser, YearGuess
+from postlens.messages import Correlator, Message
 from postlens.parallel import analyse_parallel, plan
 from postlens.pipeline import Settings, analyse
 from postlens.sources import expand
@@ -110,3 +115,20 @@ def test_a_named_content_filter_reaches_the_worker_processes() -> None:
     for chunk_bytes in (300, 1500):
         many, _ = analyse_parallel([str(log)], settings, jobs=2, chunk_bytes=chunk_bytes)
         assert dump(many) == dump(one)
+
+
+def test_messages_and_events_pickle_whole() -> None:
+    """-j hands finished chunks' messages to the main process pickled: every field comes back."""
+    messages: list[Message] = []
+    correlator = Correlator(messages.append, lambda s: None, lambda m: None, True)
+    parser, events = LineParser(YearGuess(2026, None, None), None), EventParser()
+    for text in MIXED.read_text().splitlines():
+        line = parser.parse(text)
+        ev = events.parse(line) if line is not None else None
+        if type(ev) in Correlator.KINDS:
+            correlator.feed(ev)
+    correlator.finish()
+    assert messages
+    _, args, state = messages[0].__reduce__()
+    assert len(args) + len(state) == len(fields(Message))
+    assert pickle.loads(pickle.dumps(messages)) == messages
