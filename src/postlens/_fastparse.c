@@ -116,6 +116,40 @@ number_end(const Scan *s, const char *also)
     return k > s->pos ? k : -1;
 }
 
+/* `word`, an address up to ">" (see address_end), then `sep`: the address's span in `span`;
+   0 where the text is not that. */
+static int
+address_field(Scan *s, const char *word, Py_ssize_t span[2], const char *sep)
+{
+    if (!take(s, word)) {
+        return 0;
+    }
+    span[0] = s->pos;
+    span[1] = address_end(s);
+    if (span[1] < 0) {
+        return 0;
+    }
+    s->pos = span[1] + 1;
+    return take(s, sep);
+}
+
+/* `word`, a number (see number_end), then `sep`: the number's span in `span`; 0 where the text
+   is not that. */
+static int
+number_field(Scan *s, const char *word, const char *also, Py_ssize_t span[2], const char *sep)
+{
+    if (!take(s, word)) {
+        return 0;
+    }
+    span[0] = s->pos;
+    span[1] = number_end(s, also);
+    if (span[1] < 0) {
+        return 0;
+    }
+    s->pos = span[1];
+    return take(s, sep);
+}
+
 /* Builds a tuple of `n` values; the references passed in are stolen, and a NULL among them
    (a failed allocation) fails the whole. */
 static PyObject *
@@ -298,86 +332,37 @@ static PyObject *
 delivery(PyObject *module, PyObject *rest)
 {
     Scan s = {0};
+    Py_ssize_t to[2], orig[2] = {0, 0}, relay[2], conn[2], delay[2], delays[2] = {0, 0}, dsn[2] = {0, 0};
     s.data = printable_data(rest, &s.length);
-    if (s.data == NULL || !take(&s, "to=<")) {
+    if (s.data == NULL || !address_field(&s, "to=<", to, ", ")) {
         Py_RETURN_NONE;
     }
-    Py_ssize_t to_start = s.pos, to_end = address_end(&s);
-    if (to_end < 0) {
+    if (starts(&s, "orig_to=<") && !address_field(&s, "orig_to=<", orig, ", ")) {
         Py_RETURN_NONE;
-    }
-    s.pos = to_end + 1;
-    if (!take(&s, ", ")) {
-        Py_RETURN_NONE;
-    }
-    Py_ssize_t orig_start = 0, orig_end = 0;
-    if (take(&s, "orig_to=<")) {
-        orig_start = s.pos;
-        orig_end = address_end(&s);
-        if (orig_end < 0) {
-            Py_RETURN_NONE;
-        }
-        s.pos = orig_end + 1;
-        if (!take(&s, ", ")) {
-            Py_RETURN_NONE;
-        }
     }
     if (!take(&s, "relay=")) {
         Py_RETURN_NONE;
     }
-    Py_ssize_t relay_start = s.pos;
+    relay[0] = s.pos;
     const char *comma = memchr(s.data + s.pos, ',', (size_t)(s.length - s.pos));
-    if (comma == NULL || comma - s.data == relay_start) {
+    if (comma == NULL || comma - s.data == relay[0]) {
         Py_RETURN_NONE;
     }
-    Py_ssize_t relay_end = comma - s.data;
-    s.pos = relay_end;
+    relay[1] = s.pos = comma - s.data;
     if (!take(&s, ", ")) {
         Py_RETURN_NONE;
     }
-    if (take(&s, "conn_use=")) {
-        Py_ssize_t e = number_end(&s, "");
-        if (e < 0) {
-            Py_RETURN_NONE;
-        }
-        s.pos = e;
-        if (!take(&s, ", ")) {
-            Py_RETURN_NONE;
-        }
-    }
-    if (!take(&s, "delay=")) {
+    if (starts(&s, "conn_use=") && !number_field(&s, "conn_use=", "", conn, ", ")) {
         Py_RETURN_NONE;
     }
-    Py_ssize_t delay_start = s.pos, delay_end = number_end(&s, ".");
-    if (delay_end < 0) {
+    if (!number_field(&s, "delay=", ".", delay, ", ")) {
         Py_RETURN_NONE;
     }
-    s.pos = delay_end;
-    if (!take(&s, ", ")) {
+    if (starts(&s, "delays=") && !number_field(&s, "delays=", "./", delays, ", ")) {
         Py_RETURN_NONE;
     }
-    Py_ssize_t delays_start = 0, delays_end = 0, dsn_start = 0, dsn_end = 0;
-    if (take(&s, "delays=")) {
-        delays_start = s.pos;
-        delays_end = number_end(&s, "./");
-        if (delays_end < 0) {
-            Py_RETURN_NONE;
-        }
-        s.pos = delays_end;
-        if (!take(&s, ", ")) {
-            Py_RETURN_NONE;
-        }
-    }
-    if (take(&s, "dsn=")) {
-        dsn_start = s.pos;
-        dsn_end = number_end(&s, ".");
-        if (dsn_end < 0) {
-            Py_RETURN_NONE;
-        }
-        s.pos = dsn_end;
-        if (!take(&s, ", ")) {
-            Py_RETURN_NONE;
-        }
+    if (starts(&s, "dsn=") && !number_field(&s, "dsn=", ".", dsn, ", ")) {
+        Py_RETURN_NONE;
     }
     if (!take(&s, "status=")) {
         Py_RETURN_NONE;
@@ -402,13 +387,13 @@ delivery(PyObject *module, PyObject *rest)
         }
     }
 
-    PyObject *delay_text = SUB(rest, delay_start, delay_end);
+    PyObject *delay_text = SUB(rest, delay[0], delay[1]);
     if (delay_text == NULL) {
         return NULL;
     }
-    PyObject *delay = PyFloat_FromString(delay_text);
+    PyObject *seconds = PyFloat_FromString(delay_text);
     Py_DECREF(delay_text);
-    if (delay == NULL) {
+    if (seconds == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_ValueError)) {
             return NULL;
         }
@@ -416,12 +401,12 @@ delivery(PyObject *module, PyObject *rest)
         Py_RETURN_NONE;
     }
     PyObject *items[8] = {
-        SUB(rest, to_start, to_end),
-        SUB(rest, orig_start, orig_end),
-        SUB(rest, relay_start, relay_end),
-        delay,
-        SUB(rest, delays_start, delays_end),
-        SUB(rest, dsn_start, dsn_end),
+        SUB(rest, to[0], to[1]),
+        SUB(rest, orig[0], orig[1]),
+        SUB(rest, relay[0], relay[1]),
+        seconds,
+        SUB(rest, delays[0], delays[1]),
+        SUB(rest, dsn[0], dsn[1]),
         SUB(rest, status_start, status_end),
         SUB(rest, reply_start, reply_end),
     };
@@ -454,34 +439,16 @@ static PyObject *
 queued(PyObject *module, PyObject *rest)
 {
     Scan s = {0};
+    Py_ssize_t sender[2], size[2], nrcpt[2];
     s.data = printable_data(rest, &s.length);
-    if (s.data == NULL || !take(&s, "from=<")) {
-        Py_RETURN_NONE;
-    }
-    Py_ssize_t sender_start = s.pos, sender_end = address_end(&s);
-    if (sender_end < 0) {
-        Py_RETURN_NONE;
-    }
-    s.pos = sender_end + 1;
-    if (!take(&s, ", size=")) {
-        Py_RETURN_NONE;
-    }
-    Py_ssize_t size_start = s.pos, size_end = number_end(&s, "");
-    if (size_end < 0) {
-        Py_RETURN_NONE;
-    }
-    s.pos = size_end;
-    if (!take(&s, ", nrcpt=")) {
-        Py_RETURN_NONE;
-    }
-    Py_ssize_t nrcpt_start = s.pos, nrcpt_end = number_end(&s, "");
-    if (nrcpt_end < 0) {
+    if (s.data == NULL || !address_field(&s, "from=<", sender, ", ") || !number_field(&s, "size=", "", size, ", ")
+        || !number_field(&s, "nrcpt=", "", nrcpt, "")) {
         Py_RETURN_NONE;
     }
     PyObject *items[3] = {
-        SUB(rest, sender_start, sender_end),
-        integer(rest, size_start, size_end),
-        integer(rest, nrcpt_start, nrcpt_end),
+        SUB(rest, sender[0], sender[1]),
+        integer(rest, size[0], size[1]),
+        integer(rest, nrcpt[0], nrcpt[1]),
     };
     return steal_tuple(3, items);
 }
