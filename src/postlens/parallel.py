@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import gc
 import mmap
 import multiprocessing
 import os
@@ -25,7 +26,7 @@ from typing import Any
 
 from postlens.errors import InputError
 from postlens.lines import MONTH_NAMES, LineParser, YearGuess, classic_month, zone
-from postlens.pipeline import Analysis, Settings, input_table
+from postlens.pipeline import RELAXED_GC, Analysis, Settings, input_table, relaxed_gc
 from postlens.sources import Source, expand, is_plain, iter_lines, open_source
 
 # Each chunk costs a pickled partial result and a merge, so a file gets one chunk per process,
@@ -165,7 +166,8 @@ def _results(
     rest = chunks[:-1]
     workers = min(jobs - 1 if len(chunks) <= jobs else jobs, len(rest))
     context = multiprocessing.get_context("fork")
-    with context.Pool(workers) as pool:
+    # the workers, too, keep the collector relaxed until their state is pickled
+    with context.Pool(workers, initializer=gc.set_threshold, initargs=(RELAXED_GC,)) as pool:
         earlier = pool.imap(_read_chunk_star, [(settings, c) for c in rest])
         last = read_chunk(settings, chunks[-1])
         yield from earlier
@@ -178,8 +180,9 @@ def analyse_parallel(
     """Like :func:`postlens.pipeline.analyse`, with the work spread over ``jobs`` processes."""
     sources, problems = expand(paths)
     jobs = jobs or os.cpu_count() or 1
-    chunks = plan(sources, settings, chunk_bytes or chunk_size(sources, jobs))
-    return merge_parts(sources, problems, settings, chunks, _results(chunks, settings, jobs))
+    with relaxed_gc():
+        chunks = plan(sources, settings, chunk_bytes or chunk_size(sources, jobs))
+        return merge_parts(sources, problems, settings, chunks, _results(chunks, settings, jobs))
 
 
 def merge_parts(
