@@ -16,7 +16,7 @@ import lzma
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -153,13 +153,10 @@ def expand(args: list[str]) -> tuple[list[Source], list[InputError]]:
 
 def _gzip_reader(raw: BinaryIO) -> BinaryIO:
     try:
-        from isal import igzip
-
-        return igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        from isal import isal_zlib as zlib_like  # several times as fast as zlib
     except ImportError:  # pragma: no cover - isal is a dependency; this is a fallback
-        import gzip
-
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        import zlib as zlib_like  # type: ignore[no-redef]
+    return _Members(raw, lambda: zlib_like.decompressobj(wbits=31), _GZIP_MAGIC)  # type: ignore[return-value]
 
 
 def _zstd_reader(raw: BinaryIO) -> BinaryIO:
@@ -167,18 +164,24 @@ def _zstd_reader(raw: BinaryIO) -> BinaryIO:
         import zstandard
     except ImportError as e:
         raise InputError("", "zstd data needs the zstandard package") from e
-    return _ZstdFrames(raw, zstandard.ZstdDecompressor())  # type: ignore[return-value]
+    return _Members(raw, zstandard.ZstdDecompressor().decompressobj)  # type: ignore[return-value]
 
 
-class _ZstdFrames(io.RawIOBase):
-    """The frames of a zstd file, one after another. zstandard's own stream reader ends
-    quietly where a frame is cut off; this one says so, as gzip, bzip2 and xz do."""
+_GZIP_MAGIC = b"\x1f\x8b"
 
-    def __init__(self, raw: BinaryIO, dctx: Any) -> None:
+
+class _Members(io.RawIOBase):
+    """The members of a gzip file, or the frames of a zstd file, one after another, fed block by
+    block to the library's decompressor. All that comes before a cut is handed out, then the cut
+    is an error: igzip's own reader drops the block it was decompressing when its input ends
+    early, and zstandard's ends quietly."""
+
+    def __init__(self, raw: BinaryIO, start: Callable[[], Any], magic: bytes = b"") -> None:
         self._raw = raw
-        self._dctx = dctx
-        self._frame = dctx.decompressobj()
-        self._begun = False  # the current frame has been given input
+        self._start = start
+        self._magic = magic  # how a member begins, after zero padding (gzip); b"": not checked
+        self._member = start()
+        self._begun = False  # the current member has been given input
         self._out = memoryview(b"")
 
     def readable(self) -> bool:
@@ -200,20 +203,23 @@ class _ZstdFrames(io.RawIOBase):
     def _decompress(self, data: bytes) -> bytes:
         out = []
         while data:
+            if not self._begun and self._magic:
+                data = data.lstrip(b"\x00")  # gzip members may be padded with zeros
+                if not data:
+                    break
+                if not data.startswith(self._magic[: len(data)]):
+                    raise OSError("not a gzipped file (trailing garbage)")
             self._begun = True
-            out.append(self._frame.decompress(data))
-            if not self._frame.eof:
+            try:
+                out.append(self._member.decompress(data))
+            except Exception as e:  # zlib.error, isal's IsalError, zstandard.ZstdError
+                raise OSError(str(e)) from e
+            if not self._member.eof:
                 break
-            data = self._frame.unused_data  # the next frame begins here
-            self._frame = self._dctx.decompressobj()
+            data = self._member.unused_data  # the next member begins here
+            self._member = self._start()
             self._begun = False
         return b"".join(out)
-
-    def close(self) -> None:
-        try:
-            self._raw.close()
-        finally:
-            super().close()
 
 
 def _closing_both(stream: BinaryIO, under: BinaryIO) -> BinaryIO:
@@ -258,7 +264,7 @@ def open_source(src: Source) -> BinaryIO:
                 return _closing_both(bz2.BZ2File(buffered), buffered)  # type: ignore[arg-type]
             if kind == "xz":
                 return _closing_both(lzma.LZMAFile(buffered), buffered)  # type: ignore[arg-type]
-            return _zstd_reader(buffered)
+            return _closing_both(_zstd_reader(buffered), buffered)
     for magic, kind in _FOREIGN_MAGIC:
         if head.startswith(magic):
             buffered.close()

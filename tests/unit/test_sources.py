@@ -4,6 +4,7 @@ import lzma
 import os
 import random
 import re
+import zlib
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,32 @@ def test_compression_is_found_by_magic_bytes(tmp_path: Path, name: str, pack) ->
     path = tmp_path / "log-without-telling-suffix"
     path.write_bytes(pack(TEXT))
     assert read_all(path) == LINES
+
+
+def test_gzip_members_one_after_another_with_padding(tmp_path: Path) -> None:
+    """``cat a.gz b.gz`` and zero padding after a member, as gzip itself reads them."""
+    half = len(TEXT) // 2
+    path = tmp_path / "mail.log.gz"
+    path.write_bytes(gzip.compress(TEXT[:half]) + b"\0" * 700 + gzip.compress(TEXT[half:]) + b"\0" * 9)
+    assert read_all(path) == LINES
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda packed: packed + b"\x01garbage", "trailing garbage"),
+        (lambda packed: packed[:-8] + bytes([packed[-8] ^ 1]) + packed[-7:], "unreadable after"),  # CRC
+    ],
+    ids=["garbage", "crc"],
+)
+def test_damaged_gzip_is_an_error_after_its_lines(tmp_path: Path, damage, message: str) -> None:
+    path = tmp_path / "mail.log.gz"
+    path.write_bytes(damage(gzip.compress(TEXT)))
+    sources, _ = expand([str(path)])
+    got: list[str] = []
+    with pytest.raises(InputError, match=message), open_source(sources[0]) as stream:
+        got.extend(iter_lines(sources[0], stream))
+    assert got == LINES[: len(got)]
 
 
 def test_directory_and_glob(tmp_path: Path) -> None:
@@ -118,7 +145,7 @@ def _zstd_frames(text: bytes) -> bytes:
 @pytest.mark.parametrize(
     ("pack", "partial"),
     [
-        (gzip.compress, None),  # the isal reader drops the last block it decompressed
+        (gzip.compress, lambda cut: zlib.decompressobj(wbits=31).decompress(cut)),
         (bz2.compress, None),  # a cut bzip2 block is lost whole
         (lzma.compress, lambda cut: lzma.LZMADecompressor().decompress(cut)),
         (lambda b: zstandard.ZstdCompressor().compress(b), _zstd_partial),
