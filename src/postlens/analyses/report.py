@@ -17,7 +17,7 @@ from datetime import datetime, tzinfo
 from typing import Any, Final
 
 from postlens.analyses import normalize as norm
-from postlens.analyses.tally import Tally, add_counts, add_one, bump, bump_max
+from postlens.analyses.tally import Tally, add_counts, add_one, bump, bump_max, row_of
 from postlens.events import (
     Arrival,
     AuthFailure,
@@ -62,6 +62,9 @@ TRAFFIC: Final = ("received", "delivered", "deferred", "bounced", "rejected")
 # the column of each field in a row of the "host_totals" and "traffic" vectors
 _COLUMN: Final = {name: i for i, name in enumerate(COUNTED_FIELDS)}
 _TRAFFIC_COLUMN: Final = {name: i for i, name in enumerate(TRAFFIC)}
+# a destination domain's row: [delivered, bytes, delay, defers, bounced], made on first use, so
+# a domain that only saw hops, forwards or a filter's discards gets none
+_RDOM_WIDTH: Final = 5
 
 # Reject actions by the total they count in.
 _ACTION_TOTAL: Final = {
@@ -166,17 +169,11 @@ class Report:
     def _count(self, host: str, field: str, n: int = 1) -> None:
         """Add ``n`` to a mail server's ``field`` (one of COUNTED_FIELDS): a row per host, not a
         counter keyed by (host, field), whose tuple keys cost more than the rest of the count."""
-        row = self._totals.get(host)
-        if row is None:
-            row = self._totals[host] = [0] * len(COUNTED_FIELDS)
-        row[_COLUMN[field]] += n
+        row_of(self._totals, host, len(COUNTED_FIELDS))[_COLUMN[field]] += n
 
     def _in_quarter(self, quarter: int, what: str) -> None:
         """Count one ``what`` (one of TRAFFIC) in a quarter hour since the epoch."""
-        row = self._traffic.get(quarter)
-        if row is None:
-            row = self._traffic[quarter] = [0] * len(TRAFFIC)
-        row[_TRAFFIC_COLUMN[what]] += 1
+        row_of(self._traffic, quarter, len(TRAFFIC))[_TRAFFIC_COLUMN[what]] += 1
 
     def _reject(self, ev: Reject) -> None:
         t = self.t
@@ -332,18 +329,18 @@ class Report:
                     continue
                 if unnamed_filter(d):
                     bump(self.t.counter("unnamed_filters"), d.relay)
-                self._delivered(d, addr, dom, _domain_row(rdom, dom), size, notice, msg)
+                self._delivered(d, addr, dom, row_of(rdom, dom, _RDOM_WIDTH), size, notice, msg)
             elif status == "deferred":
                 deferred = True
                 self._count(host, "deferrals")
                 self._in_quarter(int(d.line.ts // 900), "deferred")
-                _domain_row(rdom, dom)[3] += 1
+                row_of(rdom, dom, _RDOM_WIDTH)[3] += 1
                 bump_max(self._rdom_max, dom, centis(d.delay))
                 bump(self.t.counter("deferral_reasons"), (d.tag.daemon, norm.reason(d.reply)))
             elif status == "bounced":
                 self._count(host, "bounced")
                 self._in_quarter(int(d.line.ts // 900), "bounced")
-                _domain_row(rdom, dom)[4] += 1
+                row_of(rdom, dom, _RDOM_WIDTH)[4] += 1
                 bump(self.t.counter("bounce_reasons"), (d.relay, norm.reason(d.reply)))
             elif status in ("deliverable", "undeliverable", "undeliverable-but-not-cached"):
                 bump(self.t.counter("verify"), status)
@@ -405,15 +402,6 @@ class Report:
         from postlens.analyses.report_result import build_result
 
         return build_result(self.t, self.buckets)
-
-
-def _domain_row(rows: dict[str, list[int]], dom: str) -> list[int]:
-    """A destination domain's [delivered, bytes, delay, defers, bounced], made on first use:
-    a domain that only saw hops, forwards or a filter's discards gets none."""
-    row = rows.get(dom)
-    if row is None:
-        row = rows[dom] = [0, 0, 0, 0, 0]
-    return row
 
 
 def percentile(hist: Counter[int] | dict[int, int], pct: int) -> float:

@@ -23,7 +23,7 @@ def bump(counts: Counts, key: Any, n: int = 1) -> None:
 
 def add_counts(counts: Counts, more: Counts) -> None:
     for key, n in more.items():
-        counts[key] = counts.get(key, 0) + n
+        bump(counts, key, n)
 
 
 class Tally:
@@ -92,6 +92,14 @@ def bump_max(d: dict[Any, Any], key: Any, value: Any) -> None:
     old = d.get(key)
     if old is None or value > old:
         d[key] = value
+
+
+def row_of(rows: dict[Any, list[int]], key: Any, width: int) -> list[int]:
+    """The row ``key`` of a vector, made of ``width`` zeros on first use."""
+    row = rows.get(key)
+    if row is None:
+        row = rows[key] = [0] * width
+    return row
 
 
 def add_one(rows: dict[Any, list[int]], key: Any, value: int) -> None:
